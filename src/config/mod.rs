@@ -28,7 +28,10 @@ pub const DEFAULT_LABELS: &[(&str, &str)] = &[("istio", "ingressgateway")];
 /// A validated set of resources, in file order.
 #[derive(Debug, Default)]
 pub struct Config {
+    /// Resources that passed validation: what a gateway would serve.
     pub resources: Vec<Resource>,
+    /// Resources refused by validation (kept so analysis can still explain references).
+    pub invalid: Vec<Resource>,
     pub skipped: Vec<Skipped>,
 }
 
@@ -84,11 +87,14 @@ pub fn load_and_check(paths: &[PathBuf], cli_labels: &[(String, String)]) -> Che
 pub fn check(loaded: loader::Loaded, cli_labels: &[(String, String)]) -> Checked {
     let mut diags = loaded.diagnostics;
     let mut resources: Vec<Resource> = Vec::with_capacity(loaded.resources.len());
+    let mut invalid: Vec<Resource> = Vec::new();
     for res in loaded.resources {
         let findings = validate::validate(&res);
+        let refused = findings.items.iter().any(|i| i.0 == Severity::Error);
         diags.extend(findings.into_diagnostics(&res));
         if let Some(first) = resources
             .iter()
+            .chain(invalid.iter())
             .find(|r| r.kind == res.kind && r.namespace == res.namespace && r.name == res.name)
         {
             diags.push(res.diagnostic(
@@ -120,10 +126,15 @@ pub fn check(loaded: loader::Loaded, cli_labels: &[(String, String)]) -> Checked
                 continue;
             }
         }
-        resources.push(res);
+        if refused {
+            invalid.push(res);
+        } else {
+            resources.push(res);
+        }
     }
     let config = Config {
         resources,
+        invalid,
         skipped: loaded.skipped,
     };
     let labels = config.instance_labels(cli_labels);
