@@ -7,7 +7,11 @@ use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "meshgate", version, about = "An edge gateway configured with Istio's networking API")]
+#[command(
+    name = "meshgate",
+    version,
+    about = "An edge gateway configured with Istio's networking API"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

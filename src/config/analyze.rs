@@ -64,10 +64,17 @@ pub fn selector_matches(selector: &OrderedMap<String>, labels: &[(String, String
 }
 
 fn labels_string(l: &[(String, String)]) -> String {
-    l.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    l.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
-fn gateway_selectors(gws: &[(&Resource, &GatewaySpec)], labels: &[(String, String)], out: &mut Vec<Diagnostic>) {
+fn gateway_selectors(
+    gws: &[(&Resource, &GatewaySpec)],
+    labels: &[(String, String)],
+    out: &mut Vec<Diagnostic>,
+) {
     for (r, g) in gws {
         if !selector_matches(&g.selector, labels) {
             out.push(warn(
@@ -86,7 +93,11 @@ fn gateway_selectors(gws: &[(&Resource, &GatewaySpec)], labels: &[(String, Strin
 
 /// Two Gateways on the same instance and port claiming the same host (Istio
 /// `ConflictingGatewayAnalyzer`): only one of them can win.
-fn conflicting_gateways(gws: &[(&Resource, &GatewaySpec)], labels: &[(String, String)], out: &mut Vec<Diagnostic>) {
+fn conflicting_gateways(
+    gws: &[(&Resource, &GatewaySpec)],
+    labels: &[(String, String)],
+    out: &mut Vec<Diagnostic>,
+) {
     for (i, (r, g)) in gws.iter().enumerate() {
         for (si, s) in g.servers.iter().enumerate() {
             let Some(port) = &s.port else { continue };
@@ -96,7 +107,8 @@ fn conflicting_gateways(gws: &[(&Resource, &GatewaySpec)], labels: &[(String, St
                     continue;
                 }
                 let same_instance = g.selector == g2.selector
-                    || (selector_matches(&g.selector, labels) && selector_matches(&g2.selector, labels));
+                    || (selector_matches(&g.selector, labels)
+                        && selector_matches(&g2.selector, labels));
                 if !same_instance {
                     continue;
                 }
@@ -105,7 +117,10 @@ fn conflicting_gateways(gws: &[(&Resource, &GatewaySpec)], labels: &[(String, St
                         && s2.bind == s.bind
                         && s.hosts.iter().any(|h| {
                             s2.hosts.iter().any(|h2| {
-                                host::hosts_overlap(host::split_namespace_host(h).1, host::split_namespace_host(h2).1)
+                                host::hosts_overlap(
+                                    host::split_namespace_host(h).1,
+                                    host::split_namespace_host(h2).1,
+                                )
                             })
                         })
                 });
@@ -196,7 +211,12 @@ pub fn gateway_ref<'a>(vs_ns: &'a str, g: &'a str) -> (&'a str, &'a str) {
 }
 
 /// Istio `GatewayAnalyzer`: every referenced Gateway exists and exposes one of the hosts.
-fn gateway_references(r: &Resource, vs: &VirtualServiceSpec, gws: &[(&Resource, &GatewaySpec)], out: &mut Vec<Diagnostic>) {
+fn gateway_references(
+    r: &Resource,
+    vs: &VirtualServiceSpec,
+    gws: &[(&Resource, &GatewaySpec)],
+    out: &mut Vec<Diagnostic>,
+) {
     if vs.gateways.is_empty() || vs.gateways.iter().all(|g| g == "mesh") {
         if !vs.hosts.is_empty() {
             out.push(warn(
@@ -214,9 +234,16 @@ fn gateway_references(r: &Resource, vs: &VirtualServiceSpec, gws: &[(&Resource, 
         }
         let (ns, name) = gateway_ref(&r.namespace, g);
         let field = format!("spec.gateways[{i}]");
-        let found = gws.iter().find(|(gr, _)| gr.namespace == ns && gr.name == name);
+        let found = gws
+            .iter()
+            .find(|(gr, _)| gr.namespace == ns && gr.name == name);
         if found.is_none() {
-            out.push(warn(r, &field, format!("Referenced gateway not found: {g:?}"), REFERENCED_RESOURCE_NOT_FOUND));
+            out.push(warn(
+                r,
+                &field,
+                format!("Referenced gateway not found: {g:?}"),
+                REFERENCED_RESOURCE_NOT_FOUND,
+            ));
         }
         let exposed = found.is_some_and(|(gr, gspec)| {
             gspec.servers.iter().flat_map(|s| s.hosts.iter()).any(|h| {
@@ -253,20 +280,38 @@ pub fn host_forms(h: &str, ns: &str) -> Vec<String> {
     v
 }
 
+/// Istio `exportTo` visibility: may a resource of namespace `res_ns` be used from `from_ns`?
+/// Empty means visible everywhere; `.` its own namespace; `*` everywhere; `~` nowhere.
+pub fn visible_from(res_ns: &str, export_to: &[String], from_ns: &str) -> bool {
+    export_to.is_empty()
+        || export_to
+            .iter()
+            .any(|e| e == "*" || e == from_ns || (e == "." && res_ns == from_ns))
+}
+
 /// The ServiceEntry registering `h` (exact first, then the longest wildcard).
-pub fn find_service_entry<'a>(c: &'a Config, h: &str, ns: &str) -> Option<(&'a Resource, &'a ServiceEntrySpec)> {
+pub fn find_service_entry<'a>(
+    c: &'a Config,
+    h: &str,
+    ns: &str,
+) -> Option<(&'a Resource, &'a ServiceEntrySpec)> {
     let forms = host_forms(h, ns);
     let entries = c.resources.iter().filter_map(|r| match &r.spec {
-        Spec::ServiceEntry(se) => Some((r, se)),
+        Spec::ServiceEntry(se) if visible_from(&r.namespace, &se.export_to, ns) => Some((r, se)),
         _ => None,
     });
     let mut best: Option<(&Resource, &ServiceEntrySpec, usize)> = None;
     for (r, se) in entries {
         for sh in &se.hosts {
             let sh_l = sh.to_ascii_lowercase();
-            let score = if forms.contains(&sh_l) || host_forms(&sh_l, &r.namespace).iter().any(|f| forms.contains(f)) {
+            let score = if forms.contains(&sh_l)
+                || host_forms(&sh_l, &r.namespace)
+                    .iter()
+                    .any(|f| forms.contains(f))
+            {
                 usize::MAX
-            } else if sh_l.starts_with('*') && forms.iter().any(|f| host::host_subset_of(f, &sh_l)) {
+            } else if sh_l.starts_with('*') && forms.iter().any(|f| host::host_subset_of(f, &sh_l))
+            {
                 sh_l.len()
             } else {
                 continue;
@@ -280,13 +325,25 @@ pub fn find_service_entry<'a>(c: &'a Config, h: &str, ns: &str) -> Option<(&'a R
 }
 
 /// The DestinationRule for `h` (same host forms, exact before wildcard).
-pub fn find_destination_rule<'a>(c: &'a Config, h: &str, ns: &str) -> Option<(&'a Resource, &'a DestinationRuleSpec)> {
+pub fn find_destination_rule<'a>(
+    c: &'a Config,
+    h: &str,
+    ns: &str,
+) -> Option<(&'a Resource, &'a DestinationRuleSpec)> {
     let forms = host_forms(h, ns);
     let mut best: Option<(&Resource, &DestinationRuleSpec, usize)> = None;
     for r in &c.resources {
-        let Spec::DestinationRule(dr) = &r.spec else { continue };
+        let Spec::DestinationRule(dr) = &r.spec else {
+            continue;
+        };
+        if !visible_from(&r.namespace, &dr.export_to, ns) {
+            continue;
+        }
         let dh = dr.host.to_ascii_lowercase();
-        let score = if host_forms(&dh, &r.namespace).iter().any(|f| forms.contains(f)) {
+        let score = if host_forms(&dh, &r.namespace)
+            .iter()
+            .any(|f| forms.contains(f))
+        {
             usize::MAX
         } else if dh.starts_with('*') && forms.iter().any(|f| host::host_subset_of(f, &dh)) {
             dh.len()

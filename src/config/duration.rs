@@ -5,7 +5,8 @@ use std::time::Duration;
 
 /// Parses a duration string; returns a message suitable for a diagnostic on failure.
 pub fn parse(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?} (expected e.g. \"1s\", \"0.5s\", \"100ms\", \"1h\")");
+    let bad =
+        || format!("invalid duration {s:?} (expected e.g. \"1s\", \"0.5s\", \"100ms\", \"1h\")");
     let t = s.trim();
     if t.is_empty() {
         return Err(bad());
@@ -92,7 +93,18 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for s in ["", "s", "1", "1x", "-1s", "1..2s", "abc", ".s", "1s2", "99999999999999999999999h"] {
+        for s in [
+            "",
+            "s",
+            "1",
+            "1x",
+            "-1s",
+            "1..2s",
+            "abc",
+            ".s",
+            "1s2",
+            "99999999999999999999999h",
+        ] {
             assert!(parse(s).is_err(), "{s:?} should not parse");
         }
     }

@@ -102,7 +102,11 @@ pub fn expand_path(path: &Path, diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
 
 fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>, diags: &mut Vec<Diagnostic>, depth: usize) {
     if depth > 32 {
-        diags.push(file_error(dir, None, "directory nesting too deep; not read"));
+        diags.push(file_error(
+            dir,
+            None,
+            "directory nesting too deep; not read",
+        ));
         return;
     }
     let entries = match std::fs::read_dir(dir) {
@@ -200,7 +204,12 @@ fn load_document(file: &Path, doc: &DocText, loaded: &mut Loaded) {
             return;
         }
     };
-    let get_str = |k: &str| map.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let get_str = |k: &str| {
+        map.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
     let api_version = get_str("apiVersion");
     let kind_name = get_str("kind");
     let meta = map.get("metadata");
@@ -212,7 +221,11 @@ fn load_document(file: &Path, doc: &DocText, loaded: &mut Loaded) {
     };
     let lines = LineIndex::build(&doc.text);
     if api_version.is_empty() || kind_name.is_empty() {
-        let missing = if api_version.is_empty() { "apiVersion" } else { "kind" };
+        let missing = if api_version.is_empty() {
+            "apiVersion"
+        } else {
+            "kind"
+        };
         loaded.diagnostics.push(Diagnostic {
             field: Some(missing.into()),
             ..file_error(
@@ -260,23 +273,23 @@ fn load_document(file: &Path, doc: &DocText, loaded: &mut Loaded) {
     };
 
     let mut unknown: Vec<String> = Vec::new();
-    let parsed = match kind {
-        Kind::Gateway => typed::<GatewaySpec>(&doc.text, &mut unknown).map(|e| e.map(Spec::Gateway)),
-        Kind::VirtualService => {
-            typed::<VirtualServiceSpec>(&doc.text, &mut unknown).map(|e| e.map(Spec::VirtualService))
-        }
-        Kind::DestinationRule => typed::<DestinationRuleSpec>(&doc.text, &mut unknown)
-            .map(|e| e.map(Spec::DestinationRule)),
-        Kind::ServiceEntry => {
-            typed::<ServiceEntrySpec>(&doc.text, &mut unknown).map(|e| e.map(Spec::ServiceEntry))
-        }
-        Kind::WorkloadEntry => {
-            typed::<WorkloadEntrySpec>(&doc.text, &mut unknown).map(|e| e.map(Spec::WorkloadEntry))
-        }
-        Kind::MeshConfig => {
-            typed::<MeshConfigSpec>(&doc.text, &mut unknown).map(|e| e.map(Spec::MeshConfig))
-        }
-    };
+    let parsed =
+        match kind {
+            Kind::Gateway => {
+                typed::<GatewaySpec>(&doc.text, &mut unknown).map(|e| e.map(Spec::Gateway))
+            }
+            Kind::VirtualService => typed::<VirtualServiceSpec>(&doc.text, &mut unknown)
+                .map(|e| e.map(Spec::VirtualService)),
+            Kind::DestinationRule => typed::<DestinationRuleSpec>(&doc.text, &mut unknown)
+                .map(|e| e.map(Spec::DestinationRule)),
+            Kind::ServiceEntry => typed::<ServiceEntrySpec>(&doc.text, &mut unknown)
+                .map(|e| e.map(Spec::ServiceEntry)),
+            Kind::WorkloadEntry => typed::<WorkloadEntrySpec>(&doc.text, &mut unknown)
+                .map(|e| e.map(Spec::WorkloadEntry)),
+            Kind::MeshConfig => {
+                typed::<MeshConfigSpec>(&doc.text, &mut unknown).map(|e| e.map(Spec::MeshConfig))
+            }
+        };
     let name = meta_str("name");
     let namespace = or_default(&meta_str("namespace")).to_string();
     let resource_name = format!("{kind} {namespace}/{name}");
@@ -331,7 +344,11 @@ fn load_document(file: &Path, doc: &DocText, loaded: &mut Loaded) {
         let line = lines.line_of(&path).map(at).unwrap_or(doc.start_line);
         loaded.diagnostics.push(Diagnostic {
             severity: Severity::Warning,
-            ..diag(line, Some(path), format!("not supported by meshgate: {why}"))
+            ..diag(
+                line,
+                Some(path),
+                format!("not supported by meshgate: {why}"),
+            )
         });
     }
     if failed {
@@ -387,15 +404,29 @@ fn path_string(p: &serde_ignored::Path) -> String {
 
 /// The file line of a serde_yaml error and its message without the position suffix.
 fn yaml_error(e: &serde_yaml::Error, start_line: usize) -> (Option<usize>, String) {
-    let mut msg = e.to_string();
-    if let Some(i) = msg.rfind(" at line ") {
-        msg.truncate(i);
+    // libyaml's positions inside the message are relative to the document, not the
+    // file: drop them and give the file-relative position once.
+    let mut msg = String::new();
+    let full = e.to_string();
+    let mut rest = full.as_str();
+    while let Some(i) = rest.find(" at line ") {
+        msg.push_str(&rest[..i]);
+        let tail = &rest[i + " at line ".len()..];
+        let skip = tail
+            .find(|c: char| !(c.is_ascii_digit() || c == ' ' || "column".contains(c)))
+            .unwrap_or(tail.len());
+        rest = &tail[skip..];
     }
+    msg.push_str(rest);
+    let msg = msg.trim_end().to_string();
     match e.location() {
-        Some(loc) => (
-            Some(start_line + loc.line() - 1),
-            format!("{msg} (line {}, column {})", start_line + loc.line() - 1, loc.column()),
-        ),
+        Some(loc) => {
+            let line = start_line + loc.line() - 1;
+            (
+                Some(line),
+                format!("{msg} (line {line}, column {})", loc.column()),
+            )
+        }
         None => (None, msg),
     }
 }

@@ -135,7 +135,10 @@ mod tests {
         assert_eq!(idx.line_of("kind"), Some(1));
         assert_eq!(idx.line_of("spec.hosts[1]"), Some(3));
         assert_eq!(idx.line_of("spec.http[0].match[0].uri.prefix"), Some(7));
-        assert_eq!(idx.line_of("spec.http[0].route[0].destination.host"), Some(10));
+        assert_eq!(
+            idx.line_of("spec.http[0].route[0].destination.host"),
+            Some(10)
+        );
         assert_eq!(idx.line_of("spec.http[0].route[0].weight"), Some(9));
         assert_eq!(idx.line_of("nothing.here"), None);
     }

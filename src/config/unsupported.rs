@@ -9,17 +9,38 @@ type Rule = (&'static str, &'static str);
 
 const GATEWAY: &[Rule] = &[
     ("spec.servers[].defaultEndpoint", "sidecar-only field"),
-    ("spec.servers[].port.targetPort", "has no effect on Gateways (as in Istio)"),
-    ("spec.servers[].tls.caCrl", "certificate revocation lists are not checked"),
-    ("spec.servers[].tls.verifyCertificateSpki", "client certificate pinning is not implemented"),
-    ("spec.servers[].tls.verifyCertificateHash", "client certificate pinning is not implemented"),
-    ("spec.servers[].tls.tlsCertificates", "use one certificate per server (credentialName or serverCertificate)"),
-    ("spec.servers[].tls.credentialNames", "use a single credentialName per server"),
-    ("spec.servers[].tls.caCertCredentialName", "give the CA through credentialName's ca.crt or caCertificates"),
+    (
+        "spec.servers[].port.targetPort",
+        "has no effect on Gateways (as in Istio)",
+    ),
+    (
+        "spec.servers[].tls.caCrl",
+        "certificate revocation lists are not checked",
+    ),
+    (
+        "spec.servers[].tls.verifyCertificateSpki",
+        "client certificate pinning is not implemented",
+    ),
+    (
+        "spec.servers[].tls.verifyCertificateHash",
+        "client certificate pinning is not implemented",
+    ),
+    (
+        "spec.servers[].tls.tlsCertificates",
+        "use one certificate per server (credentialName or serverCertificate)",
+    ),
+    (
+        "spec.servers[].tls.credentialNames",
+        "use a single credentialName per server",
+    ),
+    (
+        "spec.servers[].tls.caCertCredentialName",
+        "give the CA through credentialName's ca.crt or caCertificates",
+    ),
 ];
 
 const VIRTUAL_SERVICE: &[Rule] = &[
-    ("spec.exportTo", "meshgate has no namespace visibility; every resource is visible"),
+    ("spec.exportTo", "a gateway has no workload namespace to scope VirtualServices to; every VirtualService is visible to it"),
     ("spec.http[].match[].sourceLabels", "source workloads are a sidecar notion; a gateway ignores them"),
     ("spec.http[].match[].sourceNamespace", "source workloads are a sidecar notion; a gateway ignores them"),
     ("spec.http[].match[].statPrefix", "per-match statistics are not exported"),
@@ -32,33 +53,62 @@ const VIRTUAL_SERVICE: &[Rule] = &[
     ("spec.tls[].match[].sourceNamespace", "source workloads are a sidecar notion; a gateway ignores them"),
 ];
 
-const DESTINATION_RULE: &[Rule] = &[
-    ("spec.exportTo", "meshgate has no namespace visibility; every resource is visible"),
-    ("spec.workloadSelector", "a gateway applies DestinationRules by host only"),
-];
+const DESTINATION_RULE: &[Rule] = &[(
+    "spec.workloadSelector",
+    "a gateway applies DestinationRules by host only",
+)];
 
 /// Traffic-policy fields not acted on; checked under every place a TrafficPolicy occurs.
 const TRAFFIC_POLICY: &[Rule] = &[
-    ("loadBalancer.localityLbSetting", "locality-aware balancing needs a multi-zone mesh"),
-    ("loadBalancer.zoneAwareLbSetting", "zone-aware balancing needs a multi-zone mesh"),
-    ("loadBalancer.warmup", "slow-start warmup is not implemented"),
-    ("loadBalancer.warmupDurationSecs", "slow-start warmup is not implemented"),
+    (
+        "loadBalancer.localityLbSetting",
+        "locality-aware balancing needs a multi-zone mesh",
+    ),
+    (
+        "loadBalancer.zoneAwareLbSetting",
+        "zone-aware balancing needs a multi-zone mesh",
+    ),
+    (
+        "loadBalancer.warmup",
+        "slow-start warmup is not implemented",
+    ),
+    (
+        "loadBalancer.warmupDurationSecs",
+        "slow-start warmup is not implemented",
+    ),
     ("tls.caCrl", "certificate revocation lists are not checked"),
-    ("tunnel", "HTTP CONNECT tunnelling to upstreams is not implemented"),
-    ("proxyProtocol", "PROXY protocol to upstreams is not implemented"),
+    (
+        "tunnel",
+        "HTTP CONNECT tunnelling to upstreams is not implemented",
+    ),
+    (
+        "proxyProtocol",
+        "PROXY protocol to upstreams is not implemented",
+    ),
     ("retryBudget", "retry budgets are not implemented"),
 ];
 
 const SERVICE_ENTRY: &[Rule] = &[
-    ("spec.exportTo", "meshgate has no namespace visibility; every resource is visible"),
-    ("spec.endpoints[].network", "multi-network meshes are not implemented"),
-    ("spec.endpoints[].locality", "locality-aware balancing is not implemented"),
-    ("spec.endpoints[].serviceAccount", "workload identities are not used"),
+    (
+        "spec.endpoints[].network",
+        "multi-network meshes are not implemented",
+    ),
+    (
+        "spec.endpoints[].locality",
+        "locality-aware balancing is not implemented",
+    ),
+    (
+        "spec.endpoints[].serviceAccount",
+        "workload identities are not used",
+    ),
 ];
 
 const WORKLOAD_ENTRY: &[Rule] = &[
     ("spec.network", "multi-network meshes are not implemented"),
-    ("spec.locality", "locality-aware balancing is not implemented"),
+    (
+        "spec.locality",
+        "locality-aware balancing is not implemented",
+    ),
     ("spec.serviceAccount", "workload identities are not used"),
 ];
 
@@ -92,7 +142,13 @@ pub fn find(kind: Kind, doc: &Value) -> Vec<(String, &'static str)> {
     out
 }
 
-fn walk(v: &Value, segs: &[&str], path: String, why: &'static str, out: &mut Vec<(String, &'static str)>) {
+fn walk(
+    v: &Value,
+    segs: &[&str],
+    path: String,
+    why: &'static str,
+    out: &mut Vec<(String, &'static str)>,
+) {
     let Some((seg, rest)) = segs.split_first() else {
         if !v.is_null() {
             out.push((path, why));

@@ -276,7 +276,11 @@ pub struct HttpSettings {
     pub use_client_protocol: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_streams: Option<i32>,
-    #[serde(default, rename = "http2KeepAlive", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "http2KeepAlive",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub http2_keep_alive: Option<Http2KeepAlive>,
 }
 
@@ -300,7 +304,11 @@ pub struct OutlierDetection {
     pub consecutive_local_origin_failures: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consecutive_gateway_errors: Option<u32>,
-    #[serde(default, rename = "consecutive5xxErrors", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "consecutive5xxErrors",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub consecutive_5xx_errors: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,

@@ -54,7 +54,11 @@ pub struct HttpRoute {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror_percent: Option<u32>,
     /// The same deprecated field under its proto name, as the CRD also lists it.
-    #[serde(default, rename = "mirror_percent", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "mirror_percent",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mirror_percent_snake: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror_percentage: Option<Percent>,
@@ -345,4 +349,3 @@ pub struct L4MatchAttributes {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_namespace: Option<String>,
 }
-

@@ -6,7 +6,7 @@ use crate::config::host;
 use crate::config::model::*;
 use crate::config::resource::Findings;
 
-pub fn validate(dr: &DestinationRuleSpec, f: &mut Findings) {
+pub fn validate(namespace: &str, dr: &DestinationRuleSpec, f: &mut Findings) {
     if dr.host.is_empty() {
         f.error("spec.host", "Required value");
     } else {
@@ -19,7 +19,10 @@ pub fn validate(dr: &DestinationRuleSpec, f: &mut Findings) {
     for (i, s) in dr.subsets.iter().enumerate() {
         let sp = format!("spec.subsets[{i}]");
         if names.contains(&s.name.as_str()) {
-            f.error(format!("{sp}.name"), format!("duplicate subset names: {}", s.name));
+            f.error(
+                format!("{sp}.name"),
+                format!("duplicate subset names: {}", s.name),
+            );
         }
         names.push(&s.name);
         rules::subset_name(&format!("{sp}.name"), &s.name, f);
@@ -28,7 +31,12 @@ pub fn validate(dr: &DestinationRuleSpec, f: &mut Findings) {
             traffic_policy(&format!("{sp}.trafficPolicy"), tp, f);
         }
     }
+    rules::export_to("spec.exportTo", namespace, &dr.export_to, false, f);
     if let Some(ws) = &dr.workload_selector {
+        let own = dr.export_to.iter().all(|e| e == "." || e == namespace);
+        if !own {
+            f.error("spec.exportTo", "destination rule with workload selector cannot have exportTo beyond current namespace");
+        }
         for (k, v) in ws.match_labels.iter() {
             let p = format!("spec.workloadSelector.matchLabels.{k}");
             if k.is_empty() {
@@ -63,7 +71,10 @@ fn traffic_policy(p: &str, tp: &TrafficPolicy, f: &mut Findings) {
     for (i, pl) in tp.port_level_settings.iter().flatten().enumerate() {
         let pp = format!("{p}.portLevelSettings[{i}]");
         match &pl.port {
-            None => f.error(format!("{pp}.port"), "portTrafficPolicy must have valid port"),
+            None => f.error(
+                format!("{pp}.port"),
+                "portTrafficPolicy must have valid port",
+            ),
             Some(port) => rules::port(&format!("{pp}.port.number"), port.number, f),
         }
         if pl.outlier_detection.is_none()
@@ -73,28 +84,48 @@ fn traffic_policy(p: &str, tp: &TrafficPolicy, f: &mut Findings) {
         {
             f.error(&pp, "port traffic policy must have at least one field");
         } else {
-            policy_parts(&pp, &pl.outlier_detection, &pl.connection_pool, &pl.load_balancer, &pl.tls, f);
+            policy_parts(
+                &pp,
+                &pl.outlier_detection,
+                &pl.connection_pool,
+                &pl.load_balancer,
+                &pl.tls,
+                f,
+            );
         }
     }
     if let Some(t) = &tp.tunnel {
         let tpth = format!("{p}.tunnel");
         if let Some(proto) = &t.protocol {
             if !proto.is_empty() && proto != "CONNECT" && proto != "POST" {
-                f.error(format!("{tpth}.protocol"), "tunnel protocol must be \"CONNECT\" or \"POST\"");
+                f.error(
+                    format!("{tpth}.protocol"),
+                    "tunnel protocol must be \"CONNECT\" or \"POST\"",
+                );
             }
         }
         if host::validate_fqdn(&t.target_host).is_err() && !host::is_ip(&t.target_host) {
-            f.error(format!("{tpth}.targetHost"), "tunnel target host must be valid FQDN or IP address");
+            f.error(
+                format!("{tpth}.targetHost"),
+                "tunnel target host must be valid FQDN or IP address",
+            );
         }
         rules::port(&format!("{tpth}.targetPort"), t.target_port, f);
     }
     if let Some(rb) = &tp.retry_budget {
         if let Some(pct) = rb.percent {
             if !(0.0..=100.0).contains(&pct) {
-                f.error(format!("{p}.retryBudget.percent"), "percent must be in 0..100");
+                f.error(
+                    format!("{p}.retryBudget.percent"),
+                    "percent must be in 0..100",
+                );
             }
         }
-        rules::duration_field(&format!("{p}.retryBudget.budgetInterval"), &rb.budget_interval, f);
+        rules::duration_field(
+            &format!("{p}.retryBudget.budgetInterval"),
+            &rb.budget_interval,
+            f,
+        );
     }
 }
 
@@ -124,16 +155,25 @@ fn policy_parts(
                 "outlier detection consecutive local origin failures is specified, but split external local origin errors is set to false",
             );
         }
-        for (field, v) in [("maxEjectionPercent", o.max_ejection_percent), ("minHealthPercent", o.min_health_percent)] {
+        for (field, v) in [
+            ("maxEjectionPercent", o.max_ejection_percent),
+            ("minHealthPercent", o.min_health_percent),
+        ] {
             if let Some(v) = v {
                 if !(0..=100).contains(&v) {
-                    f.error(format!("{op}.{field}"), format!("percentage {v} is not in range 0..100"));
+                    f.error(
+                        format!("{op}.{field}"),
+                        format!("percentage {v} is not in range 0..100"),
+                    );
                 }
             }
         }
         for (i, c) in o.outlier_detection_http_error_codes.iter().enumerate() {
             if !(100..=599).contains(c) {
-                f.error(format!("{op}.outlierDetectionHttpErrorCodes[{i}]"), format!("{c} is not an HTTP status code"));
+                f.error(
+                    format!("{op}.outlierDetectionHttpErrorCodes[{i}]"),
+                    format!("{c} is not an HTTP status code"),
+                );
             }
         }
     }
@@ -156,16 +196,27 @@ fn policy_parts(
                 }
             }
             rules::duration_field(&format!("{hp}.idleTimeout"), &h.idle_timeout, f);
-            if h.h2_upgrade_policy == Some(H2UpgradePolicy::Upgrade) && h.use_client_protocol == Some(true) {
-                f.error(&hp, "use client protocol must not be true when H2UpgradePolicy is UPGRADE");
+            if h.h2_upgrade_policy == Some(H2UpgradePolicy::Upgrade)
+                && h.use_client_protocol == Some(true)
+            {
+                f.error(
+                    &hp,
+                    "use client protocol must not be true when H2UpgradePolicy is UPGRADE",
+                );
             }
             if let Some(ka) = &h.http2_keep_alive {
                 let kp = format!("{hp}.http2KeepAlive");
                 if ka.interval.is_none() {
-                    f.error(format!("{kp}.interval"), "http2 keepalive interval is required");
+                    f.error(
+                        format!("{kp}.interval"),
+                        "http2 keepalive interval is required",
+                    );
                 }
                 if ka.timeout.is_none() {
-                    f.error(format!("{kp}.timeout"), "http2 keepalive timeout is required");
+                    f.error(
+                        format!("{kp}.timeout"),
+                        "http2 keepalive timeout is required",
+                    );
                 }
                 rules::duration_field(&format!("{kp}.interval"), &ka.interval, f);
                 rules::duration_field(&format!("{kp}.timeout"), &ka.timeout, f);
@@ -174,10 +225,17 @@ fn policy_parts(
         if let Some(t) = &c.tcp {
             let tp = format!("{cpp}.tcp");
             if t.max_connections.is_some_and(|v| v < 0) {
-                f.error(format!("{tp}.maxConnections"), "max connections must be non-negative");
+                f.error(
+                    format!("{tp}.maxConnections"),
+                    "max connections must be non-negative",
+                );
             }
             rules::duration_field(&format!("{tp}.connectTimeout"), &t.connect_timeout, f);
-            rules::duration_field(&format!("{tp}.maxConnectionDuration"), &t.max_connection_duration, f);
+            rules::duration_field(
+                &format!("{tp}.maxConnectionDuration"),
+                &t.max_connection_duration,
+                f,
+            );
             if let Some(idle) = &t.idle_timeout {
                 // `0s` disables the idle timeout.
                 match crate::config::duration::parse(idle) {
@@ -216,7 +274,10 @@ fn load_balancer(p: &str, l: &LoadBalancerSettings, f: &mut Findings) {
         }
         if let Some(c) = &ch.http_cookie {
             if c.name.is_empty() {
-                f.error(format!("{cp}.httpCookie.name"), "name required for HttpCookie");
+                f.error(
+                    format!("{cp}.httpCookie.name"),
+                    "name required for HttpCookie",
+                );
             }
             let mut seen: Vec<&str> = Vec::new();
             for (i, a) in c.attributes.iter().enumerate() {
@@ -229,7 +290,11 @@ fn load_balancer(p: &str, l: &LoadBalancerSettings, f: &mut Findings) {
                     seen.push(&a.name);
                 }
             }
-            rules::duration_field(&format!("{cp}.httpCookie.ttl"), &c.ttl.clone().filter(|t| t != "0s" && t != "0"), f);
+            rules::duration_field(
+                &format!("{cp}.httpCookie.ttl"),
+                &c.ttl.clone().filter(|t| t != "0s" && t != "0"),
+                f,
+            );
         }
         if ch.ring_hash.is_some() && ch.maglev.is_some() {
             f.error(&cp, "only one of ringHash or maglev may be set");
@@ -240,7 +305,10 @@ fn load_balancer(p: &str, l: &LoadBalancerSettings, f: &mut Findings) {
                 "consistent hash MinimumRingSize is deprecated, use ConsistentHashLB's RingHash configuration instead",
             );
             if ch.ring_hash.is_some() || ch.maglev.is_some() {
-                f.error(&cp, "only one of MinimumRingSize or Maglev/Ringhash can be specified");
+                f.error(
+                    &cp,
+                    "only one of MinimumRingSize or Maglev/Ringhash can be specified",
+                );
             }
         }
         if let Some(m) = &ch.maglev {
@@ -255,7 +323,10 @@ fn load_balancer(p: &str, l: &LoadBalancerSettings, f: &mut Findings) {
         }
     }
     if l.locality_lb_setting.is_some() && l.zone_aware_lb_setting.is_some() {
-        f.error(p, "only one of localityLbSetting and zoneAwareLbSetting can be set");
+        f.error(
+            p,
+            "only one of localityLbSetting and zoneAwareLbSetting can be set",
+        );
     }
     if let Some(w) = &l.warmup {
         let wp = format!("{p}.warmup");
@@ -265,16 +336,26 @@ fn load_balancer(p: &str, l: &LoadBalancerSettings, f: &mut Findings) {
         }
         if let Some(mp) = w.minimum_percent {
             if !(0.0..=100.0).contains(&mp) {
-                f.error(format!("{wp}.minimumPercent"), format!("Invalid value: {mp}: must be within 0..100"));
+                f.error(
+                    format!("{wp}.minimumPercent"),
+                    format!("Invalid value: {mp}: must be within 0..100"),
+                );
             }
         }
         if let Some(a) = w.aggression {
             if a < 0.0 {
-                f.error(format!("{wp}.aggression"), format!("Invalid value: {a}: must be >= 0"));
+                f.error(
+                    format!("{wp}.aggression"),
+                    format!("Invalid value: {a}: must be >= 0"),
+                );
             }
         }
     }
-    rules::duration_field(&format!("{p}.warmupDurationSecs"), &l.warmup_duration_secs, f);
+    rules::duration_field(
+        &format!("{p}.warmupDurationSecs"),
+        &l.warmup_duration_secs,
+        f,
+    );
 }
 
 fn is_prime(x: u64) -> bool {
@@ -300,26 +381,40 @@ fn client_tls(p: &str, t: &ClientTlsSettings, f: &mut Findings) {
     let mode = t.mode.unwrap_or(ClientTlsMode::Disable);
     if t.insecure_skip_verify == Some(true) {
         if mode == ClientTlsMode::Simple
-            && (set(&t.ca_certificates) || set(&t.credential_name) || !t.subject_alt_names.is_empty())
+            && (set(&t.ca_certificates)
+                || set(&t.credential_name)
+                || !t.subject_alt_names.is_empty())
         {
             f.error(p, "cannot specify CaCertificates or CredentialName or SubjectAltNames when InsecureSkipVerify is set true");
         }
-        if mode == ClientTlsMode::Mutual && (set(&t.ca_certificates) || !t.subject_alt_names.is_empty()) {
+        if mode == ClientTlsMode::Mutual
+            && (set(&t.ca_certificates) || !t.subject_alt_names.is_empty())
+        {
             f.error(p, "cannot specify CaCertificates or SubjectAltNames when InsecureSkipVerify is set true");
         }
     }
     if matches!(mode, ClientTlsMode::Simple | ClientTlsMode::Mutual) && set(&t.credential_name) {
-        if set(&t.client_certificate) || set(&t.ca_certificates) || set(&t.private_key) || set(&t.ca_crl) {
+        if set(&t.client_certificate)
+            || set(&t.ca_certificates)
+            || set(&t.private_key)
+            || set(&t.ca_crl)
+        {
             f.error(p, "cannot specify client certificates or CA certificate or CA CRL If credentialName is set");
         }
         return;
     }
     if mode == ClientTlsMode::Mutual {
         if !set(&t.client_certificate) {
-            f.error(format!("{p}.clientCertificate"), "client certificate required for mutual tls");
+            f.error(
+                format!("{p}.clientCertificate"),
+                "client certificate required for mutual tls",
+            );
         }
         if !set(&t.private_key) {
-            f.error(format!("{p}.privateKey"), "private key required for mutual tls");
+            f.error(
+                format!("{p}.privateKey"),
+                "private key required for mutual tls",
+            );
         }
     }
     if mode == ClientTlsMode::IstioMutual {

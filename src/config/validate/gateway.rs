@@ -7,7 +7,10 @@ use crate::config::resource::Findings;
 
 pub fn validate(name: &str, g: &GatewaySpec, f: &mut Findings) {
     if !host::is_dns1123_label(name) {
-        f.error("metadata.name", format!("invalid gateway name: {name:?} (a DNS label, no dots)"));
+        f.error(
+            "metadata.name",
+            format!("invalid gateway name: {name:?} (a DNS label, no dots)"),
+        );
     }
     if g.servers.is_empty() {
         f.error("spec.servers", "gateway must have at least one server");
@@ -16,7 +19,10 @@ pub fn validate(name: &str, g: &GatewaySpec, f: &mut Findings) {
     for (i, s) in g.servers.iter().enumerate() {
         let sp = format!("spec.servers[{i}]");
         if s.hosts.is_empty() {
-            f.error(format!("{sp}.hosts"), "server config must contain at least one host");
+            f.error(
+                format!("{sp}.hosts"),
+                "server config must contain at least one host",
+            );
         }
         for (j, h) in s.hosts.iter().enumerate() {
             for e in host::validate_gateway_server_host(h) {
@@ -46,17 +52,26 @@ pub fn validate(name: &str, g: &GatewaySpec, f: &mut Findings) {
         } else if port_names.contains(&port.name.as_str()) {
             f.error(
                 format!("{sp}.port.name"),
-                format!("port names in servers must be unique: duplicate name {}", port.name),
+                format!(
+                    "port names in servers must be unique: duplicate name {}",
+                    port.name
+                ),
             );
         } else {
             port_names.push(&port.name);
         }
         if let Some(addr) = bind.strip_prefix("unix://") {
             if !addr.starts_with('/') || addr.ends_with('/') {
-                f.error(format!("{sp}.bind"), format!("{addr} is not an absolute path to a file"));
+                f.error(
+                    format!("{sp}.bind"),
+                    format!("{addr} is not an absolute path to a file"),
+                );
             }
         } else if !bind.is_empty() && !host::is_ip(bind) {
-            f.error(format!("{sp}.bind"), format!("bind {bind:?} is not a valid IP address"));
+            f.error(
+                format!("{sp}.bind"),
+                format!("bind {bind:?} is not a valid IP address"),
+            );
         }
         let proto = port.protocol.to_ascii_uppercase();
         let is_tls_proto = proto == "HTTPS" || proto == "TLS";
@@ -64,7 +79,10 @@ pub fn validate(name: &str, g: &GatewaySpec, f: &mut Findings) {
         if let Some(tls) = &s.tls {
             tls_options(&format!("{sp}.tls"), tls, f);
             if tls.https_redirect && !is_http && proto_ok {
-                f.warn(format!("{sp}.tls.httpsRedirect"), "tls.httpsRedirect should only be used with http servers");
+                f.warn(
+                    format!("{sp}.tls.httpsRedirect"),
+                    "tls.httpsRedirect should only be used with http servers",
+                );
             }
         }
         if !proto_ok {
@@ -89,7 +107,10 @@ pub fn validate(name: &str, g: &GatewaySpec, f: &mut Findings) {
                         );
                     }
                 } else {
-                    f.error(format!("{sp}.tls"), "server cannot have TLS settings for non HTTPS/TLS ports");
+                    f.error(
+                        format!("{sp}.tls"),
+                        "server cannot have TLS settings for non HTTPS/TLS ports",
+                    );
                 }
             }
             _ => {}
@@ -104,13 +125,19 @@ fn set(o: &Option<String>) -> bool {
 /// Istio `validateTLSOptions`.
 fn tls_options(p: &str, tls: &ServerTlsSettings, f: &mut Findings) {
     let mode = tls.effective_mode();
-    if matches!(tls.min_protocol_version, Some(TlsProtocol::V1_0 | TlsProtocol::V1_1)) {
+    if matches!(
+        tls.min_protocol_version,
+        Some(TlsProtocol::V1_0 | TlsProtocol::V1_1)
+    ) {
         f.warn(
             format!("{p}.minProtocolVersion"),
             "not supported by meshgate: TLS versions below 1.2 (rustls implements 1.2 and 1.3 only)",
         );
     }
-    if matches!(tls.max_protocol_version, Some(TlsProtocol::V1_0 | TlsProtocol::V1_1)) {
+    if matches!(
+        tls.max_protocol_version,
+        Some(TlsProtocol::V1_0 | TlsProtocol::V1_1)
+    ) {
         f.error(
             format!("{p}.maxProtocolVersion"),
             "TLS versions below 1.2 cannot be served (rustls implements 1.2 and 1.3 only)",
@@ -118,13 +145,19 @@ fn tls_options(p: &str, tls: &ServerTlsSettings, f: &mut Findings) {
     }
     if let (Some(min), Some(max)) = (tls.min_protocol_version, tls.max_protocol_version) {
         if min != TlsProtocol::Auto && max != TlsProtocol::Auto && min > max {
-            f.error(format!("{p}.minProtocolVersion"), "minProtocolVersion is greater than maxProtocolVersion");
+            f.error(
+                format!("{p}.minProtocolVersion"),
+                "minProtocolVersion is greater than maxProtocolVersion",
+            );
         }
     }
     let mut seen: Vec<&str> = Vec::new();
     for (i, c) in tls.cipher_suites.iter().enumerate() {
         if seen.contains(&c.as_str()) {
-            f.warn(format!("{p}.cipherSuites[{i}]"), format!("ignoring duplicate cipher suite {c}"));
+            f.warn(
+                format!("{p}.cipherSuites[{i}]"),
+                format!("ignoring duplicate cipher suite {c}"),
+            );
         }
         seen.push(c);
     }
@@ -134,11 +167,20 @@ fn tls_options(p: &str, tls: &ServerTlsSettings, f: &mut Findings) {
             ("privateKey", set(&tls.private_key)),
             ("caCertificates", set(&tls.ca_certificates)),
             ("credentialName", set(&tls.credential_name)),
-            ("tlsCertificates", tls.tls_certificates.as_ref().is_some_and(|v| !v.is_empty())),
-            ("credentialNames", tls.credential_names.as_ref().is_some_and(|v| !v.is_empty())),
+            (
+                "tlsCertificates",
+                tls.tls_certificates.as_ref().is_some_and(|v| !v.is_empty()),
+            ),
+            (
+                "credentialNames",
+                tls.credential_names.as_ref().is_some_and(|v| !v.is_empty()),
+            ),
         ] {
             if present {
-                f.error(format!("{p}.{field}"), format!("ISTIO_MUTUAL TLS cannot have associated {field}"));
+                f.error(
+                    format!("{p}.{field}"),
+                    format!("ISTIO_MUTUAL TLS cannot have associated {field}"),
+                );
             }
         }
         f.warn(
@@ -154,10 +196,17 @@ fn tls_options(p: &str, tls: &ServerTlsSettings, f: &mut Findings) {
         || tls.tls_certificates.as_ref().is_some_and(|v| !v.is_empty())
         || set(&tls.credential_name)
         || tls.credential_names.as_ref().is_some_and(|v| !v.is_empty());
-    if matches!(mode, ServerTlsMode::Passthrough | ServerTlsMode::AutoPassthrough) && certs_given {
+    if matches!(
+        mode,
+        ServerTlsMode::Passthrough | ServerTlsMode::AutoPassthrough
+    ) && certs_given
+    {
         f.warn(
             format!("{p}.mode"),
-            format!("{} mode does not use certificates, they will be ignored", mode.as_str()),
+            format!(
+                "{} mode does not use certificates, they will be ignored",
+                mode.as_str()
+            ),
         );
     }
     let sources = [
@@ -180,32 +229,52 @@ fn tls_options(p: &str, tls: &ServerTlsSettings, f: &mut Findings) {
         ServerTlsMode::Simple | ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual
     );
     if terminating
-        && (set(&tls.credential_name) || tls.credential_names.as_ref().is_some_and(|v| !v.is_empty()))
+        && (set(&tls.credential_name)
+            || tls.credential_names.as_ref().is_some_and(|v| !v.is_empty()))
     {
         return; // the credential supplies certificate, key and CA
     }
     if terminating {
-        let prefix = if mode == ServerTlsMode::Simple { "SIMPLE TLS" } else { "MUTUAL TLS" };
+        let prefix = if mode == ServerTlsMode::Simple {
+            "SIMPLE TLS"
+        } else {
+            "MUTUAL TLS"
+        };
         if mode != ServerTlsMode::Simple && !set(&tls.ca_certificates) {
-            f.error(format!("{p}.caCertificates"), format!("{prefix} requires a client CA bundle"));
+            f.error(
+                format!("{p}.caCertificates"),
+                format!("{prefix} requires a client CA bundle"),
+            );
         }
         match &tls.tls_certificates {
             Some(list) if !list.is_empty() => {
                 for (i, c) in list.iter().enumerate() {
                     if !set(&c.server_certificate) {
-                        f.error(format!("{p}.tlsCertificates[{i}].serverCertificate"), format!("{prefix} requires a server certificate"));
+                        f.error(
+                            format!("{p}.tlsCertificates[{i}].serverCertificate"),
+                            format!("{prefix} requires a server certificate"),
+                        );
                     }
                     if !set(&c.private_key) {
-                        f.error(format!("{p}.tlsCertificates[{i}].privateKey"), format!("{prefix} requires a private key"));
+                        f.error(
+                            format!("{p}.tlsCertificates[{i}].privateKey"),
+                            format!("{prefix} requires a private key"),
+                        );
                     }
                 }
             }
             _ => {
                 if !set(&tls.server_certificate) {
-                    f.error(format!("{p}.serverCertificate"), format!("{prefix} requires a server certificate (or credentialName)"));
+                    f.error(
+                        format!("{p}.serverCertificate"),
+                        format!("{prefix} requires a server certificate (or credentialName)"),
+                    );
                 }
                 if !set(&tls.private_key) {
-                    f.error(format!("{p}.privateKey"), format!("{prefix} requires a private key (or credentialName)"));
+                    f.error(
+                        format!("{p}.privateKey"),
+                        format!("{prefix} requires a private key (or credentialName)"),
+                    );
                 }
             }
         }

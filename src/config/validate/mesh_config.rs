@@ -8,13 +8,19 @@ pub fn validate(mc: &MeshConfigSpec, f: &mut Findings) {
     for (field, v) in [("adminAddress", &mc.admin_address)] {
         if let Some(a) = v {
             if a.parse::<std::net::SocketAddr>().is_err() {
-                f.error(format!("spec.{field}"), format!("{a:?} is not an address:port (e.g. 127.0.0.1:15000)"));
+                f.error(
+                    format!("spec.{field}"),
+                    format!("{a:?} is not an address:port (e.g. 127.0.0.1:15000)"),
+                );
             }
         }
     }
     if let Some(a) = &mc.default_bind_address {
         if a.parse::<std::net::IpAddr>().is_err() {
-            f.error("spec.defaultBindAddress", format!("{a:?} is not an IP address (e.g. 0.0.0.0 or ::)"));
+            f.error(
+                "spec.defaultBindAddress",
+                format!("{a:?} is not an IP address (e.g. 0.0.0.0 or ::)"),
+            );
         }
     }
     rules::labels("spec.labels", &mc.labels, f);

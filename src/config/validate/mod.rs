@@ -20,20 +20,26 @@ pub fn validate(res: &Resource) -> Findings {
     if !res.name.is_empty() && !super::host::is_dns1123_subdomain(&res.name) {
         f.error(
             "metadata.name",
-            format!("invalid name {:?}: must be a lower-case DNS-1123 subdomain", res.name),
+            format!(
+                "invalid name {:?}: must be a lower-case DNS-1123 subdomain",
+                res.name
+            ),
         );
     }
     if !super::host::is_dns1123_label(&res.namespace) {
         f.error(
             "metadata.namespace",
-            format!("invalid namespace {:?}: must be a DNS-1123 label", res.namespace),
+            format!(
+                "invalid namespace {:?}: must be a DNS-1123 label",
+                res.namespace
+            ),
         );
     }
     match &res.spec {
         Spec::Gateway(g) => gateway::validate(&res.name, g, &mut f),
         Spec::VirtualService(vs) => virtual_service::validate(&res.namespace, vs, &mut f),
-        Spec::DestinationRule(dr) => destination_rule::validate(dr, &mut f),
-        Spec::ServiceEntry(se) => service_entry::validate(se, &mut f),
+        Spec::DestinationRule(dr) => destination_rule::validate(&res.namespace, dr, &mut f),
+        Spec::ServiceEntry(se) => service_entry::validate(&res.namespace, se, &mut f),
         Spec::WorkloadEntry(we) => service_entry::validate_workload("spec", we, None, true, &mut f),
         Spec::MeshConfig(mc) => mesh_config::validate(mc, &mut f),
     }

@@ -14,7 +14,12 @@ pub fn validate_regex(re: &str) -> Result<(), String> {
     }
     regex::Regex::new(re).map(|_| ()).map_err(|e| {
         let first = e.to_string();
-        let msg = first.lines().last().unwrap_or("invalid regex").trim().to_string();
+        let msg = first
+            .lines()
+            .last()
+            .unwrap_or("invalid regex")
+            .trim()
+            .to_string();
         format!("invalid regex {re:?}: {msg}; Istio uses RE2 syntax")
     })
 }
@@ -27,12 +32,18 @@ pub fn string_match(path: &str, m: &StringMatch, empty_prefix_ok: bool, f: &mut 
     }
     if let Some(p) = &m.prefix {
         if p.is_empty() && !empty_prefix_ok {
-            f.error(format!("{path}.prefix"), "prefix string match should not be empty");
+            f.error(
+                format!("{path}.prefix"),
+                "prefix string match should not be empty",
+            );
         }
     }
     if let Some(re) = &m.regex {
         if re.is_empty() {
-            f.error(format!("{path}.regex"), "regex string match should not be empty");
+            f.error(
+                format!("{path}.regex"),
+                "regex string match should not be empty",
+            );
         } else {
             f.check(format!("{path}.regex"), validate_regex(re));
         }
@@ -49,7 +60,10 @@ pub fn duration_field(path: &str, d: &Option<String>, f: &mut Findings) {
 /// Istio `ValidatePort`.
 pub fn port(path: &str, p: u32, f: &mut Findings) {
     if !(1..=65535).contains(&p) {
-        f.error(path, format!("port number {p} must be in the range 1..65535"));
+        f.error(
+            path,
+            format!("port number {p} must be in the range 1..65535"),
+        );
     }
 }
 
@@ -71,9 +85,15 @@ pub fn destination(path: &str, d: &Destination, f: &mut Findings) {
     if d.host.is_empty() {
         f.error(format!("{path}.host"), "Required value: destination host");
     } else if d.host == "*" {
-        f.error(format!("{path}.host"), format!("invalid destination host {}", d.host));
+        f.error(
+            format!("{path}.host"),
+            format!("invalid destination host {}", d.host),
+        );
     } else {
-        f.check(format!("{path}.host"), host::validate_wildcard_domain(&d.host));
+        f.check(
+            format!("{path}.host"),
+            host::validate_wildcard_domain(&d.host),
+        );
     }
     if let Some(s) = &d.subset {
         subset_name(&format!("{path}.subset"), s, f);
@@ -100,29 +120,50 @@ pub fn labels(path: &str, labels: &OrderedMap<String>, f: &mut Findings) {
 }
 
 /// Istio `validateExportTo`: no duplicates, `*` and `~` alone, namespaces DNS labels.
-pub fn export_to(path: &str, namespace: &str, export_to: &[String], service_entry: bool, f: &mut Findings) {
+pub fn export_to(
+    path: &str,
+    namespace: &str,
+    export_to: &[String],
+    service_entry: bool,
+    f: &mut Findings,
+) {
     let mut seen: Vec<&str> = Vec::new();
     for (i, e) in export_to.iter().enumerate() {
         let key = if e == "." { namespace } else { e.as_str() };
         if seen.contains(&key) {
             if key != e {
-                f.error(format!("{path}[{i}]"), format!("duplicate entries in exportTo: . and current namespace {namespace}"));
+                f.error(
+                    format!("{path}[{i}]"),
+                    format!("duplicate entries in exportTo: . and current namespace {namespace}"),
+                );
             } else {
-                f.error(format!("{path}[{i}]"), format!("duplicate entries in exportTo for entry {e}"));
+                f.error(
+                    format!("{path}[{i}]"),
+                    format!("duplicate entries in exportTo for entry {e}"),
+                );
             }
             continue;
         }
         let ok = key == "*" || (key == "~" && service_entry) || host::is_dns1123_label(key);
         if !ok {
-            f.error(format!("{path}[{i}]"), format!("invalid exportTo value {e:?}"));
+            f.error(
+                format!("{path}[{i}]"),
+                format!("invalid exportTo value {e:?}"),
+            );
         }
         seen.push(key);
     }
     if seen.contains(&"*") && export_to.len() > 1 {
-        f.error(path, "cannot have both public (*) and non-public exportTo values for a resource");
+        f.error(
+            path,
+            "cannot have both public (*) and non-public exportTo values for a resource",
+        );
     }
     if seen.contains(&"~") && export_to.len() > 1 {
-        f.error(path, "cannot export service entry to no one (~) and someone");
+        f.error(
+            path,
+            "cannot export service entry to no one (~) and someone",
+        );
     }
 }
 
@@ -137,6 +178,17 @@ pub fn port_name(path: &str, name: &str, f: &mut Findings) {
 pub fn is_known_protocol(p: &str) -> bool {
     matches!(
         p.to_ascii_uppercase().as_str(),
-        "TCP" | "UDP" | "GRPC" | "GRPC-WEB" | "HTTP" | "HTTP_PROXY" | "HTTP2" | "HTTPS" | "TLS" | "MONGO" | "REDIS" | "MYSQL"
+        "TCP"
+            | "UDP"
+            | "GRPC"
+            | "GRPC-WEB"
+            | "HTTP"
+            | "HTTP_PROXY"
+            | "HTTP2"
+            | "HTTPS"
+            | "TLS"
+            | "MONGO"
+            | "REDIS"
+            | "MYSQL"
     )
 }

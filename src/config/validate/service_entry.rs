@@ -6,7 +6,7 @@ use crate::config::host;
 use crate::config::model::*;
 use crate::config::resource::Findings;
 
-pub fn validate(se: &ServiceEntrySpec, f: &mut Findings) {
+pub fn validate(namespace: &str, se: &ServiceEntrySpec, f: &mut Findings) {
     let resolution = se.effective_resolution();
     if let Some(ws) = &se.workload_selector {
         for (k, v) in ws.labels.iter() {
@@ -22,11 +22,17 @@ pub fn validate(se: &ServiceEntrySpec, f: &mut Findings) {
             f.warn("spec.workloadSelector", "service entry: workloadSelector has no labels, will be applied to all workloads in namespace");
         }
         if se.endpoints.is_some() {
-            f.error("spec", "only one of WorkloadSelector or Endpoints can be set");
+            f.error(
+                "spec",
+                "only one of WorkloadSelector or Endpoints can be set",
+            );
         }
     }
     if se.hosts.is_empty() {
-        f.error("spec.hosts", "Required value: service entry must have at least one host");
+        f.error(
+            "spec.hosts",
+            "Required value: service entry must have at least one host",
+        );
     }
     for (i, h) in se.hosts.iter().enumerate() {
         let p = format!("spec.hosts[{i}]");
@@ -37,7 +43,10 @@ pub fn validate(se: &ServiceEntrySpec, f: &mut Findings) {
         f.check(&p, host::validate_wildcard_domain(h));
         if resolution != Resolution::DynamicDns {
             if let Err(e) = host::validate_no_partial_wildcard(h) {
-                f.warn(&p, format!("{e} (as Istio warns); meshgate will never match it"));
+                f.warn(
+                    &p,
+                    format!("{e} (as Istio warns); meshgate will never match it"),
+                );
             }
         }
     }
@@ -47,32 +56,53 @@ pub fn validate(se: &ServiceEntrySpec, f: &mut Findings) {
         f.check(format!("spec.addresses[{i}]"), host::validate_ip_subnet(a));
     }
     if cidr && !matches!(resolution, Resolution::None | Resolution::Static) {
-        f.error("spec.addresses", "CIDR addresses are allowed only for NONE/STATIC resolution types");
+        f.error(
+            "spec.addresses",
+            "CIDR addresses are allowed only for NONE/STATIC resolution types",
+        );
     }
     let mut names: Vec<&str> = Vec::new();
     let mut numbers: Vec<u32> = Vec::new();
     for (i, port) in se.ports.iter().enumerate() {
         let pp = format!("spec.ports[{i}]");
         if names.contains(&port.name.as_str()) {
-            f.error(format!("{pp}.name"), format!("Duplicate value: service entry port name {:?} already defined", port.name));
+            f.error(
+                format!("{pp}.name"),
+                format!(
+                    "Duplicate value: service entry port name {:?} already defined",
+                    port.name
+                ),
+            );
         }
         names.push(&port.name);
         if numbers.contains(&port.number) {
-            f.error(format!("{pp}.number"), format!("port number cannot be duplicated: {}", port.number));
+            f.error(
+                format!("{pp}.number"),
+                format!("port number cannot be duplicated: {}", port.number),
+            );
         }
         numbers.push(port.number);
         if !(1..=65535).contains(&port.number) {
-            f.error(format!("{pp}.number"), format!("port must be between 1-65535 (got {})", port.number));
+            f.error(
+                format!("{pp}.number"),
+                format!("port must be between 1-65535 (got {})", port.number),
+            );
         }
         if let Some(tp) = port.target_port {
             if !(1..=65535).contains(&tp) {
-                f.error(format!("{pp}.targetPort"), format!("port must be between 1-65535 (got {tp})"));
+                f.error(
+                    format!("{pp}.targetPort"),
+                    format!("port must be between 1-65535 (got {tp})"),
+                );
             }
         }
         rules::port_name(&format!("{pp}.name"), &port.name, f);
         if let Some(proto) = &port.protocol {
             if !rules::is_known_protocol(proto) {
-                f.error(format!("{pp}.protocol"), format!("unrecognized protocol {proto:?}"));
+                f.error(
+                    format!("{pp}.protocol"),
+                    format!("unrecognized protocol {proto:?}"),
+                );
             }
         }
     }
@@ -83,7 +113,10 @@ pub fn validate(se: &ServiceEntrySpec, f: &mut Findings) {
                 f.error("spec.endpoints", "NONE mode cannot set endpoints");
             }
             if se.workload_selector.is_some() {
-                f.warn("spec.workloadSelector", "workloadSelector should not be set when resolution mode is NONE");
+                f.warn(
+                    "spec.workloadSelector",
+                    "workloadSelector should not be set when resolution mode is NONE",
+                );
             }
         }
         Resolution::Static => {
@@ -93,7 +126,12 @@ pub fn validate(se: &ServiceEntrySpec, f: &mut Findings) {
         }
         Resolution::Dns | Resolution::DnsRoundRobin => {
             if endpoints.is_empty() {
-                if let Some((i, e)) = se.hosts.iter().enumerate().find_map(|(i, h)| host::validate_fqdn(h).err().map(|e| (i, e))) {
+                if let Some((i, e)) = se
+                    .hosts
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, h)| host::validate_fqdn(h).err().map(|e| (i, e)))
+                {
                     f.error(
                         format!("spec.hosts[{i}]"),
                         format!("hosts must be FQDN or contain only prefix wildcards if no endpoints are provided for resolution mode DNS: {e}"),
@@ -101,7 +139,10 @@ pub fn validate(se: &ServiceEntrySpec, f: &mut Findings) {
                 }
             }
             if resolution == Resolution::DnsRoundRobin && endpoints.len() > 1 {
-                f.error("spec.endpoints", "DNS_ROUND_ROBIN mode cannot have multiple endpoints");
+                f.error(
+                    "spec.endpoints",
+                    "DNS_ROUND_ROBIN mode cannot have multiple endpoints",
+                );
             }
             for (i, ep) in endpoints.iter().enumerate() {
                 validate_workload(&format!("spec.endpoints[{i}]"), ep, Some(&names), true, f);
@@ -110,33 +151,57 @@ pub fn validate(se: &ServiceEntrySpec, f: &mut Findings) {
         Resolution::DynamicDns => {
             for (i, h) in se.hosts.iter().enumerate() {
                 if !h.starts_with('*') {
-                    f.error(format!("spec.hosts[{i}]"), "host must be wildcarded for resolution mode DYNAMIC_DNS");
+                    f.error(
+                        format!("spec.hosts[{i}]"),
+                        "host must be wildcarded for resolution mode DYNAMIC_DNS",
+                    );
                 }
             }
             if !se.addresses.is_empty() {
-                f.error("spec.addresses", "addresses cannot be set for resolution type DYNAMIC_DNS");
+                f.error(
+                    "spec.addresses",
+                    "addresses cannot be set for resolution type DYNAMIC_DNS",
+                );
             }
             if se.endpoints.is_some() {
-                f.error("spec.endpoints", "endpoints cannot be set for resolution type DYNAMIC_DNS");
+                f.error(
+                    "spec.endpoints",
+                    "endpoints cannot be set for resolution type DYNAMIC_DNS",
+                );
             }
-            f.warn("spec.resolution", "not supported by meshgate: DYNAMIC_DNS (wildcard forwarding) is not implemented");
+            f.warn(
+                "spec.resolution",
+                "not supported by meshgate: DYNAMIC_DNS (wildcard forwarding) is not implemented",
+            );
         }
     }
     if resolution != Resolution::None && se.hosts.len() > 1 {
         let l4 = se.ports.iter().any(|p| {
             let proto = p.protocol.as_deref().unwrap_or("TCP").to_ascii_uppercase();
-            !matches!(proto.as_str(), "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB" | "HTTP_PROXY" | "HTTPS" | "TLS")
+            !matches!(
+                proto.as_str(),
+                "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB" | "HTTP_PROXY" | "HTTPS" | "TLS"
+            )
         });
         if l4 {
-            f.error("spec.ports", "multiple hosts provided with non-HTTP, non-TLS ports");
+            f.error(
+                "spec.ports",
+                "multiple hosts provided with non-HTTP, non-TLS ports",
+            );
         }
     }
-    rules::export_to("spec.exportTo", "default", &se.export_to, true, f);
+    rules::export_to("spec.exportTo", namespace, &se.export_to, true, f);
 }
 
 /// Istio `validateWorkloadEntry` on a WorkloadEntry spec or a ServiceEntry endpoint.
 /// `service_ports`: the ServiceEntry's port names an endpoint may map.
-pub fn validate_workload(p: &str, we: &WorkloadEntrySpec, service_ports: Option<&[&str]>, fqdn_ok: bool, f: &mut Findings) {
+pub fn validate_workload(
+    p: &str,
+    we: &WorkloadEntrySpec,
+    service_ports: Option<&[&str]>,
+    fqdn_ok: bool,
+    f: &mut Findings,
+) {
     let addr = we.address.as_deref().unwrap_or("");
     if addr.is_empty() {
         if we.network.as_deref().unwrap_or("").is_empty() {
@@ -146,26 +211,41 @@ pub fn validate_workload(p: &str, we: &WorkloadEntrySpec, service_ports: Option<
         }
     } else if let Some(path) = addr.strip_prefix("unix://") {
         if !path.starts_with('/') && !path.starts_with('@') {
-            f.error(format!("{p}.address"), "UDS must be an absolute path or abstract socket");
+            f.error(
+                format!("{p}.address"),
+                "UDS must be an absolute path or abstract socket",
+            );
         } else if path.ends_with('/') {
             f.error(format!("{p}.address"), "UDS may not be a dir");
         }
         if !we.ports.is_empty() {
             f.error(format!("{p}.ports"), "UDS may not include ports");
         }
-        f.warn(format!("{p}.address"), "not supported by meshgate: unix domain socket endpoints");
+        f.warn(
+            format!("{p}.address"),
+            "not supported by meshgate: unix domain socket endpoints",
+        );
     } else if !host::is_ip(addr) {
         if !fqdn_ok {
-            f.error(format!("{p}.address"), format!("endpoint address {addr:?} is not a valid IP address"));
+            f.error(
+                format!("{p}.address"),
+                format!("endpoint address {addr:?} is not a valid IP address"),
+            );
         } else if host::validate_fqdn(addr).is_err() {
-            f.error(format!("{p}.address"), format!("endpoint address {addr:?} is not a valid FQDN or an IP address"));
+            f.error(
+                format!("{p}.address"),
+                format!("endpoint address {addr:?} is not a valid FQDN or an IP address"),
+            );
         }
     }
     for (name, port) in we.ports.iter() {
         let pp = format!("{p}.ports.{name}");
         if let Some(sp) = service_ports {
             if !sp.contains(&name.as_str()) {
-                f.error(&pp, format!("endpoint port {port} is not defined by the service entry"));
+                f.error(
+                    &pp,
+                    format!("endpoint port {port} is not defined by the service entry"),
+                );
             }
         }
         if name.len() >= 63 || !is_port_name(name) {

@@ -55,20 +55,32 @@ pub fn validate(namespace: &str, vs: &VirtualServiceSpec, f: &mut Findings) {
     let delegate = vs.hosts.is_empty();
     if delegate {
         if !vs.gateways.is_empty() {
-            f.error("spec.gateways", "delegate virtual service must have no gateways specified");
+            f.error(
+                "spec.gateways",
+                "delegate virtual service must have no gateways specified",
+            );
         }
         if !vs.tls.is_empty() {
-            f.error("spec.tls", "delegate virtual service must have no tls route specified");
+            f.error(
+                "spec.tls",
+                "delegate virtual service must have no tls route specified",
+            );
         }
         if !vs.tcp.is_empty() {
-            f.error("spec.tcp", "delegate virtual service must have no tcp route specified");
+            f.error(
+                "spec.tcp",
+                "delegate virtual service must have no tcp route specified",
+            );
         }
     }
     let applies_to_gateway = !vs.gateways.is_empty() && !vs.gateways.iter().any(|g| g == "mesh");
     let applies_to_mesh = !applies_to_gateway;
     gateway_names("spec.gateways", &vs.gateways, f);
 
-    let sni = vs.tls.iter().any(|t| t.r#match.iter().any(|m| !m.sni_hosts.is_empty()));
+    let sni = vs
+        .tls
+        .iter()
+        .any(|t| t.r#match.iter().any(|m| !m.sni_hosts.is_empty()));
     let mut all_valid = true;
     for (i, h) in vs.hosts.iter().enumerate() {
         let p = format!("spec.hosts[{i}]");
@@ -83,7 +95,10 @@ pub fn validate(namespace: &str, vs: &VirtualServiceSpec, f: &mut Findings) {
                 all_valid = false;
             }
             Ok(()) if applies_to_mesh && h == "*" => {
-                f.error(&p, "wildcard host * is not allowed for virtual services bound to the mesh gateway");
+                f.error(
+                    &p,
+                    "wildcard host * is not allowed for virtual services bound to the mesh gateway",
+                );
                 all_valid = false;
             }
             _ => {
@@ -100,14 +115,20 @@ pub fn validate(namespace: &str, vs: &VirtualServiceSpec, f: &mut Findings) {
                 if host::hosts_overlap(&vs.hosts[i], &vs.hosts[j]) {
                     f.error(
                         format!("spec.hosts[{j}]"),
-                        format!("duplicate hosts in virtual service: {} & {}", vs.hosts[i], vs.hosts[j]),
+                        format!(
+                            "duplicate hosts in virtual service: {} & {}",
+                            vs.hosts[i], vs.hosts[j]
+                        ),
                     );
                 }
             }
         }
     }
     if vs.http.is_empty() && vs.tcp.is_empty() && vs.tls.is_empty() {
-        f.error("spec", "http, tcp or tls must be provided in virtual service");
+        f.error(
+            "spec",
+            "http, tcp or tls must be provided in virtual service",
+        );
     }
     for (i, r) in vs.http.iter().enumerate() {
         http_route(&format!("spec.http[{i}]"), r, delegate, f);
@@ -115,17 +136,30 @@ pub fn validate(namespace: &str, vs: &VirtualServiceSpec, f: &mut Findings) {
     for (i, r) in vs.tls.iter().enumerate() {
         let p = format!("spec.tls[{i}]");
         if r.r#match.is_empty() {
-            f.error(format!("{p}.match"), "TLS route must have at least one match condition");
+            f.error(
+                format!("{p}.match"),
+                "TLS route must have at least one match condition",
+            );
         }
         for (j, m) in r.r#match.iter().enumerate() {
             let mp = format!("{p}.match[{j}]");
             if m.sni_hosts.is_empty() {
-                f.error(format!("{mp}.sniHosts"), "TLS match must have at least one SNI host");
+                f.error(
+                    format!("{mp}.sniHosts"),
+                    "TLS match must have at least one SNI host",
+                );
             }
             for (k, s) in m.sni_hosts.iter().enumerate() {
                 sni_host(&format!("{mp}.sniHosts[{k}]"), s, vs, applies_to_gateway, f);
             }
-            l4_common(&mp, &m.destination_subnets, m.port, &m.source_labels, &m.gateways, f);
+            l4_common(
+                &mp,
+                &m.destination_subnets,
+                m.port,
+                &m.source_labels,
+                &m.gateways,
+                f,
+            );
         }
         if r.route.is_empty() {
             f.error(format!("{p}.route"), "TLS route is required");
@@ -136,7 +170,14 @@ pub fn validate(namespace: &str, vs: &VirtualServiceSpec, f: &mut Findings) {
         let p = format!("spec.tcp[{i}]");
         for (j, m) in r.r#match.iter().enumerate() {
             let mp = format!("{p}.match[{j}]");
-            l4_common(&mp, &m.destination_subnets, m.port, &m.source_labels, &m.gateways, f);
+            l4_common(
+                &mp,
+                &m.destination_subnets,
+                m.port,
+                &m.source_labels,
+                &m.gateways,
+                f,
+            );
         }
         if r.route.is_empty() {
             f.error(format!("{p}.route"), "TCP route is required");
@@ -145,8 +186,22 @@ pub fn validate(namespace: &str, vs: &VirtualServiceSpec, f: &mut Findings) {
     }
     rules::export_to("spec.exportTo", namespace, &vs.export_to, false, f);
     unreachable_http(&vs.http, f);
-    unreachable_l4("spec.tcp", vs.tcp.iter().map(|r| r.r#match.iter().map(as_key).collect()).collect(), f);
-    unreachable_l4("spec.tls", vs.tls.iter().map(|r| r.r#match.iter().map(as_key).collect()).collect(), f);
+    unreachable_l4(
+        "spec.tcp",
+        vs.tcp
+            .iter()
+            .map(|r| r.r#match.iter().map(as_key).collect())
+            .collect(),
+        f,
+    );
+    unreachable_l4(
+        "spec.tls",
+        vs.tls
+            .iter()
+            .map(|r| r.r#match.iter().map(as_key).collect())
+            .collect(),
+        f,
+    );
 }
 
 /// Istio `ValidateWildcardDomainForVirtualServiceBoundToGateway`: also accepts the
@@ -156,8 +211,12 @@ fn gateway_bound_domain(sni: bool, d: &str) -> Result<(), String> {
         let parts: Vec<&str> = d.splitn(4, '_').collect();
         let ok = parts.len() == 4
             && parts[0] == "outbound"
-            && parts[1].trim_start_matches('.').starts_with(|c: char| c.is_ascii_digit())
-            && parts[3].trim_start_matches('.').starts_with(|c: char| c.is_ascii_alphabetic());
+            && parts[1]
+                .trim_start_matches('.')
+                .starts_with(|c: char| c.is_ascii_digit())
+            && parts[3]
+                .trim_start_matches('.')
+                .starts_with(|c: char| c.is_ascii_alphabetic());
         return if ok {
             Ok(())
         } else {
@@ -198,7 +257,11 @@ pub fn gateway_names(p: &str, names: &[String], f: &mut Findings) {
 }
 
 fn sni_host(p: &str, s: &str, vs: &VirtualServiceSpec, gw: bool, f: &mut Findings) {
-    let r = if gw { gateway_bound_domain(true, s) } else { host::validate_wildcard_domain(s) };
+    let r = if gw {
+        gateway_bound_domain(true, s)
+    } else {
+        host::validate_wildcard_domain(s)
+    };
     if let Err(e) = r {
         if host::is_ip(s) {
             f.warn(p, format!("using an IP address ({s:?}) goes against SNI spec and most clients do not support this"));
@@ -227,7 +290,10 @@ fn l4_common(
     f: &mut Findings,
 ) {
     for (i, s) in subnets.iter().enumerate() {
-        f.check(format!("{p}.destinationSubnets[{i}]"), host::validate_ip_subnet(s));
+        f.check(
+            format!("{p}.destinationSubnets[{i}]"),
+            host::validate_ip_subnet(s),
+        );
     }
     if let Some(n) = port {
         if n != 0 {
@@ -244,7 +310,10 @@ fn route_destinations(p: &str, route: &[RouteDestination], f: &mut Findings) {
         let dp = format!("{p}.route[{i}]");
         match &d.destination {
             Some(dest) => rules::destination(&format!("{dp}.destination"), dest, f),
-            None => f.error(format!("{dp}.destination"), "Required value: destination is required"),
+            None => f.error(
+                format!("{dp}.destination"),
+                "Required value: destination is required",
+            ),
         }
         let w = d.weight.unwrap_or(0);
         if w < 0 {
@@ -267,7 +336,10 @@ fn is_authority_header(k: &str) -> bool {
 
 /// A header name usable in a match: an RFC 7230 token or a known pseudo-header.
 fn valid_match_header_name(k: &str) -> bool {
-    if matches!(k, ":method" | ":scheme" | ":authority" | ":path" | ":status") {
+    if matches!(
+        k,
+        ":method" | ":scheme" | ":authority" | ":path" | ":status"
+    ) {
         return true;
     }
     if k.starts_with("@request.auth.claims") {
@@ -301,12 +373,18 @@ fn header_ops(p: &str, h: &Option<Headers>, f: &mut Findings) {
                     f.error(&fp, "header name cannot be empty");
                 } else if side == "request" {
                     if is_internal_header(k) && !is_authority_header(k) {
-                        f.error(&fp, format!("invalid header {k:?}: header cannot have \":\" prefix"));
+                        f.error(
+                            &fp,
+                            format!("invalid header {k:?}: header cannot have \":\" prefix"),
+                        );
                     }
                 } else if k.eq_ignore_ascii_case("host") {
                     f.error(&fp, format!("invalid header {k:?}: cannot set Host header"));
                 } else if is_internal_header(k) {
-                    f.error(&fp, format!("invalid header {k:?}: header cannot have \":\" prefix"));
+                    f.error(
+                        &fp,
+                        format!("invalid header {k:?}: header cannot have \":\" prefix"),
+                    );
                 }
                 f.check(&fp, header_value_ok(v));
             }
@@ -318,7 +396,10 @@ fn header_ops(p: &str, h: &Option<Headers>, f: &mut Findings) {
             } else if k.eq_ignore_ascii_case("host") {
                 f.error(&fp, format!("invalid header {k:?}: cannot set Host header"));
             } else if is_internal_header(k) {
-                f.error(&fp, format!("invalid header {k:?}: header cannot have \":\" prefix"));
+                f.error(
+                    &fp,
+                    format!("invalid header {k:?}: header cannot have \":\" prefix"),
+                );
             }
         }
     }
@@ -328,42 +409,75 @@ fn http_route(p: &str, r: &HttpRoute, delegate: bool, f: &mut Findings) {
     // Which actions may be combined (Istio `validateHTTPRouteConflict`).
     if r.delegate.is_some() {
         if delegate {
-            f.error(format!("{p}.delegate"), "delegate HTTP route cannot contain delegate");
+            f.error(
+                format!("{p}.delegate"),
+                "delegate HTTP route cannot contain delegate",
+            );
         }
         if r.redirect.is_some() {
-            f.error(format!("{p}.redirect"), "root HTTP route must not specify redirect");
+            f.error(
+                format!("{p}.redirect"),
+                "root HTTP route must not specify redirect",
+            );
         }
         if !r.route.is_empty() {
-            f.error(format!("{p}.route"), "root HTTP route must not specify route");
+            f.error(
+                format!("{p}.route"),
+                "root HTTP route must not specify route",
+            );
         }
     } else if r.redirect.is_some() {
         if !r.route.is_empty() {
-            f.error(format!("{p}.redirect"), "HTTP route cannot contain both route and redirect");
+            f.error(
+                format!("{p}.redirect"),
+                "HTTP route cannot contain both route and redirect",
+            );
         }
         if r.fault.is_some() {
-            f.error(format!("{p}.redirect"), "HTTP route cannot contain both fault and redirect");
+            f.error(
+                format!("{p}.redirect"),
+                "HTTP route cannot contain both fault and redirect",
+            );
         }
         if r.rewrite.is_some() {
-            f.error(format!("{p}.redirect"), "HTTP route rule cannot contain both rewrite and redirect");
+            f.error(
+                format!("{p}.redirect"),
+                "HTTP route rule cannot contain both rewrite and redirect",
+            );
         }
         if r.direct_response.is_some() {
-            f.error(format!("{p}.redirect"), "HTTP route rule cannot contain both direct_response and redirect");
+            f.error(
+                format!("{p}.redirect"),
+                "HTTP route rule cannot contain both direct_response and redirect",
+            );
         }
     } else if r.direct_response.is_some() {
         if !r.route.is_empty() {
-            f.error(format!("{p}.directResponse"), "HTTP route cannot contain both route and direct_response");
+            f.error(
+                format!("{p}.directResponse"),
+                "HTTP route cannot contain both route and direct_response",
+            );
         }
         if r.fault.is_some() {
-            f.error(format!("{p}.directResponse"), "HTTP route cannot contain both fault and direct_response");
+            f.error(
+                format!("{p}.directResponse"),
+                "HTTP route cannot contain both fault and direct_response",
+            );
         }
         if r.rewrite.is_some() {
-            f.error(format!("{p}.directResponse"), "HTTP route rule cannot contain both rewrite and direct_response");
+            f.error(
+                format!("{p}.directResponse"),
+                "HTTP route rule cannot contain both rewrite and direct_response",
+            );
         }
     } else if r.route.is_empty() {
         f.error(p, "HTTP route, redirect or direct_response is required");
     }
     if r.mirror.is_some() && r.mirrors.as_ref().is_some_and(|m| !m.is_empty()) {
-        f.error(format!("{p}.mirrors"), "HTTP route cannot contain both mirror and mirrors");
+        f.error(
+            format!("{p}.mirrors"),
+            "HTTP route cannot contain both mirror and mirrors",
+        );
     }
 
     for (i, m) in r.r#match.iter().enumerate() {
@@ -375,7 +489,12 @@ fn http_route(p: &str, r: &HttpRoute, delegate: bool, f: &mut Findings) {
         let cp = format!("{p}.corsPolicy");
         for (i, o) in c.allow_origins.iter().enumerate() {
             let op = format!("{cp}.allowOrigins[{i}]");
-            let v = o.exact.as_deref().or(o.prefix.as_deref()).or(o.regex.as_deref()).unwrap_or("");
+            let v = o
+                .exact
+                .as_deref()
+                .or(o.prefix.as_deref())
+                .or(o.regex.as_deref())
+                .unwrap_or("");
             if v.is_empty() {
                 f.error(&op, "'' is not a valid match type for CORS allow origins");
             } else {
@@ -384,24 +503,34 @@ fn http_route(p: &str, r: &HttpRoute, delegate: bool, f: &mut Findings) {
         }
         for (i, m) in c.allow_methods.iter().enumerate() {
             if !CORS_METHODS.contains(&m.as_str()) {
-                f.error(format!("{cp}.allowMethods[{i}]"), format!("{m:?} is not a supported HTTP method"));
+                f.error(
+                    format!("{cp}.allowMethods[{i}]"),
+                    format!("{m:?} is not a supported HTTP method"),
+                );
             }
         }
-        for (field, list) in [("allowHeaders", &c.allow_headers), ("exposeHeaders", &c.expose_headers)] {
+        for (field, list) in [
+            ("allowHeaders", &c.allow_headers),
+            ("exposeHeaders", &c.expose_headers),
+        ] {
             for (i, h) in list.iter().enumerate() {
                 if h.is_empty() {
                     f.error(format!("{cp}.{field}[{i}]"), "header name cannot be empty");
                 } else if h != "*" && !h.bytes().all(is_token_char) {
-                    f.error(format!("{cp}.{field}[{i}]"), format!("header name {h} is not a valid header name"));
+                    f.error(
+                        format!("{cp}.{field}[{i}]"),
+                        format!("header name {h} is not a valid header name"),
+                    );
                 }
             }
         }
         if let Some(age) = &c.max_age {
             match crate::config::duration::validate(age) {
                 Err(e) => f.error(format!("{cp}.maxAge"), e),
-                Ok(d) if d.subsec_nanos() != 0 => {
-                    f.error(format!("{cp}.maxAge"), "max_age duration is accurate only to seconds precision")
-                }
+                Ok(d) if d.subsec_nanos() != 0 => f.error(
+                    format!("{cp}.maxAge"),
+                    "max_age duration is accurate only to seconds precision",
+                ),
                 Ok(_) => {}
             }
         }
@@ -410,18 +539,31 @@ fn http_route(p: &str, r: &HttpRoute, delegate: bool, f: &mut Findings) {
     if let Some(fault) = &r.fault {
         let fp = format!("{p}.fault");
         if fault.abort.is_none() && fault.delay.is_none() {
-            f.error(&fp, "HTTP fault injection must have an abort and/or a delay");
+            f.error(
+                &fp,
+                "HTTP fault injection must have an abort and/or a delay",
+            );
         }
         if let Some(a) = &fault.abort {
             let ap = format!("{fp}.abort");
             rules::percentage(&format!("{ap}.percentage"), &a.percentage, f);
-            let kinds = [a.http_status.is_some(), a.grpc_status.is_some(), a.http2_error.is_some()];
+            let kinds = [
+                a.http_status.is_some(),
+                a.grpc_status.is_some(),
+                a.http2_error.is_some(),
+            ];
             if kinds.iter().filter(|b| **b).count() > 1 {
-                f.error(&ap, "only one of httpStatus, grpcStatus or http2Error may be set");
+                f.error(
+                    &ap,
+                    "only one of httpStatus, grpcStatus or http2Error may be set",
+                );
             }
             if let Some(s) = a.http_status {
                 if !rules::HTTP_STATUS_RANGE.contains(&i64::from(s)) {
-                    f.error(format!("{ap}.httpStatus"), format!("HTTP status {s} is not in range 200-599"));
+                    f.error(
+                        format!("{ap}.httpStatus"),
+                        format!("HTTP status {s} is not in range 200-599"),
+                    );
                 }
             } else if let Some(g) = &a.grpc_status {
                 if !GRPC_STATUSES.contains(&g.as_str()) {
@@ -431,7 +573,10 @@ fn http_route(p: &str, r: &HttpRoute, delegate: bool, f: &mut Findings) {
                     );
                 }
             } else if a.http2_error.is_some() {
-                f.error(format!("{ap}.http2Error"), "HTTP/2 abort fault injection not supported yet");
+                f.error(
+                    format!("{ap}.http2Error"),
+                    "HTTP/2 abort fault injection not supported yet",
+                );
             } else {
                 f.warn(&ap, "abort configured, but error type not set");
             }
@@ -441,7 +586,10 @@ fn http_route(p: &str, r: &HttpRoute, delegate: bool, f: &mut Findings) {
             rules::percentage(&format!("{dp}.percentage"), &d.percentage, f);
             if let Some(pct) = d.percent {
                 if !(0..=100).contains(&pct) {
-                    f.error(format!("{dp}.percent"), format!("percentage {pct} is not in range 0..100"));
+                    f.error(
+                        format!("{dp}.percent"),
+                        format!("percentage {pct} is not in range 0..100"),
+                    );
                 }
             }
             if d.fixed_delay.is_some() && d.exponential_delay.is_some() {
@@ -450,7 +598,10 @@ fn http_route(p: &str, r: &HttpRoute, delegate: bool, f: &mut Findings) {
             rules::duration_field(&format!("{dp}.fixedDelay"), &d.fixed_delay, f);
             rules::duration_field(&format!("{dp}.exponentialDelay"), &d.exponential_delay, f);
             if d.exponential_delay.is_some() {
-                f.error(format!("{dp}.exponentialDelay"), "exponentialDelay not supported yet");
+                f.error(
+                    format!("{dp}.exponentialDelay"),
+                    "exponentialDelay not supported yet",
+                );
             }
             if d.fixed_delay.is_none() && d.exponential_delay.is_none() {
                 f.error(&dp, "delay must set fixedDelay");
@@ -458,20 +609,41 @@ fn http_route(p: &str, r: &HttpRoute, delegate: bool, f: &mut Findings) {
         }
     }
 
-    for (field, v) in [("mirrorPercent", r.mirror_percent), ("mirror_percent", r.mirror_percent_snake)] {
+    for (field, v) in [
+        ("mirrorPercent", r.mirror_percent),
+        ("mirror_percent", r.mirror_percent_snake),
+    ] {
         if let Some(v) = v {
             if v > 100 {
-                f.error(format!("{p}.{field}"), format!("mirror_percent must have a max value of 100 (it has {v})"));
+                f.error(
+                    format!("{p}.{field}"),
+                    format!("mirror_percent must have a max value of 100 (it has {v})"),
+                );
             }
-            f.warn(format!("{p}.{field}"), "using deprecated setting \"mirrorPercent\", use \"mirrorPercentage\" instead");
+            f.warn(
+                format!("{p}.{field}"),
+                "using deprecated setting \"mirrorPercent\", use \"mirrorPercentage\" instead",
+            );
         }
     }
     if let Some(mp) = &r.mirror_percentage {
         if mp.value > 100.0 {
-            f.error(format!("{p}.mirrorPercentage.value"), format!("mirror_percentage must have a max value of 100 (it has {})", mp.value));
+            f.error(
+                format!("{p}.mirrorPercentage.value"),
+                format!(
+                    "mirror_percentage must have a max value of 100 (it has {})",
+                    mp.value
+                ),
+            );
         }
         if mp.value < 0.0 {
-            f.error(format!("{p}.mirrorPercentage.value"), format!("mirror_percentage must have a min value of 0 (it has {})", mp.value));
+            f.error(
+                format!("{p}.mirrorPercentage.value"),
+                format!(
+                    "mirror_percentage must have a min value of 0 (it has {})",
+                    mp.value
+                ),
+            );
         }
     }
     if let Some(m) = &r.mirror {
@@ -480,12 +652,21 @@ fn http_route(p: &str, r: &HttpRoute, delegate: bool, f: &mut Findings) {
     for (i, m) in r.mirrors.iter().flatten().enumerate() {
         let mp = format!("{p}.mirrors[{i}]");
         match &m.destination {
-            None => f.error(format!("{mp}.destination"), "destination is required for mirrors"),
+            None => f.error(
+                format!("{mp}.destination"),
+                "destination is required for mirrors",
+            ),
             Some(d) => rules::destination(&format!("{mp}.destination"), d, f),
         }
         if let Some(pct) = &m.percentage {
             if pct.value > 100.0 || pct.value < 0.0 {
-                f.error(format!("{mp}.percentage.value"), format!("mirror percentage must be within 0..100 (it has {})", pct.value));
+                f.error(
+                    format!("{mp}.percentage.value"),
+                    format!(
+                        "mirror percentage must be within 0..100 (it has {})",
+                        pct.value
+                    ),
+                );
             }
         }
     }
@@ -496,17 +677,31 @@ fn http_route(p: &str, r: &HttpRoute, delegate: bool, f: &mut Findings) {
     if let Some(dr) = &r.direct_response {
         let dp = format!("{p}.directResponse");
         if !rules::HTTP_STATUS_RANGE.contains(&i64::from(dr.status)) {
-            f.error(format!("{dp}.status"), format!("HTTP status {} is not in range 200-599", dr.status));
+            f.error(
+                format!("{dp}.status"),
+                format!("HTTP status {} is not in range 200-599", dr.status),
+            );
         }
         if let Some(b) = &dr.body {
             if b.string.is_some() && b.bytes.is_some() {
-                f.error(format!("{dp}.body"), "only one of string or bytes may be set");
+                f.error(
+                    format!("{dp}.body"),
+                    "only one of string or bytes may be set",
+                );
             }
-            let size = b.string.as_ref().map(|s| s.len()).or(b.bytes.as_ref().map(|s| s.len() * 3 / 4)).unwrap_or(0);
+            let size = b
+                .string
+                .as_ref()
+                .map(|s| s.len())
+                .or(b.bytes.as_ref().map(|s| s.len() * 3 / 4))
+                .unwrap_or(0);
             if size > 1024 * 1024 {
                 f.error(format!("{dp}.body"), "large direct_responses may impact control plane performance, must be less than 1MB");
             } else if size > 100 * 1024 {
-                f.warn(format!("{dp}.body"), "large direct_responses may impact control plane performance");
+                f.warn(
+                    format!("{dp}.body"),
+                    "large direct_responses may impact control plane performance",
+                );
             }
             if let Some(bytes) = &b.bytes {
                 if !is_base64(bytes) {
@@ -522,17 +717,27 @@ fn http_route(p: &str, r: &HttpRoute, delegate: bool, f: &mut Findings) {
             f.error(format!("{rp}.attempts"), "attempts cannot be negative");
         }
         if rt.attempts == 0
-            && (rt.per_try_timeout.is_some() || rt.retry_on.as_deref().is_some_and(|s| !s.is_empty()) || rt.retry_remote_localities.is_some())
+            && (rt.per_try_timeout.is_some()
+                || rt.retry_on.as_deref().is_some_and(|s| !s.is_empty())
+                || rt.retry_remote_localities.is_some())
         {
-            f.error(&rp, "http retry policy configured when attempts are set to 0 (disabled)");
+            f.error(
+                &rp,
+                "http retry policy configured when attempts are set to 0 (disabled)",
+            );
         }
         rules::duration_field(&format!("{rp}.perTryTimeout"), &rt.per_try_timeout, f);
         rules::duration_field(&format!("{rp}.backoff"), &rt.backoff, f);
         if let Some(on) = rt.retry_on.as_deref().filter(|s| !s.is_empty()) {
             for policy in on.split(',') {
-                let is_status = policy.parse::<u16>().is_ok_and(|c| (100..=599).contains(&c));
+                let is_status = policy
+                    .parse::<u16>()
+                    .is_ok_and(|c| (100..=599).contains(&c));
                 if !is_status && !RETRY_ON_POLICIES.contains(&policy) {
-                    f.error(format!("{rp}.retryOn"), format!("{policy:?} is not a valid retryOn policy"));
+                    f.error(
+                        format!("{rp}.retryOn"),
+                        format!("{policy:?} is not a valid retryOn policy"),
+                    );
                 }
             }
         }
@@ -541,16 +746,28 @@ fn http_route(p: &str, r: &HttpRoute, delegate: bool, f: &mut Findings) {
     if let Some(rw) = &r.rewrite {
         let wp = format!("{p}.rewrite");
         if rw.uri.is_some() && rw.uri_regex_rewrite.is_some() {
-            f.error(&wp, "rewrite may only contain one of URI or UriRegexRewrite");
+            f.error(
+                &wp,
+                "rewrite may only contain one of URI or UriRegexRewrite",
+            );
         }
         if rw.uri.is_none() && rw.uri_regex_rewrite.is_none() && rw.authority.is_none() {
-            f.error(&wp, "rewrite must specify at least one of URI, UriRegexRewrite, or authority");
+            f.error(
+                &wp,
+                "rewrite must specify at least one of URI, UriRegexRewrite, or authority",
+            );
         }
         if let Some(rr) = &rw.uri_regex_rewrite {
             if rr.r#match.is_empty() || rr.rewrite.is_empty() {
-                f.error(format!("{wp}.uriRegexRewrite"), "UriRegexRewrite requires both Rewrite and Match fields to be specified");
+                f.error(
+                    format!("{wp}.uriRegexRewrite"),
+                    "UriRegexRewrite requires both Rewrite and Match fields to be specified",
+                );
             } else {
-                f.check(format!("{wp}.uriRegexRewrite.match"), rules::validate_regex(&rr.r#match));
+                f.check(
+                    format!("{wp}.uriRegexRewrite.match"),
+                    rules::validate_regex(&rr.r#match),
+                );
             }
         }
     }
@@ -575,7 +792,10 @@ fn http_route(p: &str, r: &HttpRoute, delegate: bool, f: &mut Findings) {
         let dp = format!("{p}.route[{i}]");
         match &d.destination {
             Some(dest) => rules::destination(&format!("{dp}.destination"), dest, f),
-            None => f.error(format!("{dp}.destination"), "Required value: destination is required"),
+            None => f.error(
+                format!("{dp}.destination"),
+                "Required value: destination is required",
+            ),
         }
         header_ops(&dp, &d.headers, f);
         let w = d.weight.unwrap_or(0);
@@ -592,7 +812,9 @@ fn http_route(p: &str, r: &HttpRoute, delegate: bool, f: &mut Findings) {
 
 fn is_base64(s: &str) -> bool {
     let t = s.trim_end_matches('=');
-    s.len() - t.len() <= 2 && t.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
+    s.len() - t.len() <= 2
+        && t.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
 }
 
 fn http_match(p: &str, m: &HttpMatchRequest, f: &mut Findings) {
@@ -616,7 +838,11 @@ fn http_match(p: &str, m: &HttpMatchRequest, f: &mut Findings) {
     if let Some(u) = &m.uri {
         rules::string_match(&format!("{p}.uri"), u, true, f);
     }
-    for (field, v) in [("scheme", &m.scheme), ("method", &m.method), ("authority", &m.authority)] {
+    for (field, v) in [
+        ("scheme", &m.scheme),
+        ("method", &m.method),
+        ("authority", &m.authority),
+    ] {
         if let Some(v) = v {
             rules::string_match(&format!("{p}.{field}"), v, false, f);
         }
@@ -633,7 +859,10 @@ fn http_match(p: &str, m: &HttpMatchRequest, f: &mut Findings) {
     gateway_names(&format!("{p}.gateways"), &m.gateways, f);
     if let Some(ns) = &m.source_namespace {
         if !ns.is_empty() && !host::is_dns1123_label(ns) {
-            f.error(format!("{p}.sourceNamespace"), format!("sourceNamespace match {ns} is invalid"));
+            f.error(
+                format!("{p}.sourceNamespace"),
+                format!("sourceNamespace match {ns} is invalid"),
+            );
         }
     }
 }
@@ -643,8 +872,15 @@ fn redirect(p: &str, r: &HttpRedirect, matches: &[HttpMatchRequest], f: &mut Fin
     if set(&r.uri) && set(&r.prefix_rewrite) {
         f.error(p, "redirect may only specify one of uri or prefixRewrite");
     }
-    if set(&r.prefix_rewrite) && matches.iter().any(|m| m.uri.as_ref().is_some_and(|u| u.prefix.is_none())) {
-        f.error(format!("{p}.prefixRewrite"), "redirect prefixRewrite requires all URI matches to use prefix match type");
+    if set(&r.prefix_rewrite)
+        && matches
+            .iter()
+            .any(|m| m.uri.as_ref().is_some_and(|u| u.prefix.is_none()))
+    {
+        f.error(
+            format!("{p}.prefixRewrite"),
+            "redirect prefixRewrite requires all URI matches to use prefix match type",
+        );
     }
     if r.port.is_some() && r.derive_port.is_some() {
         f.error(p, "only one of port or derivePort may be set");
@@ -660,12 +896,18 @@ fn redirect(p: &str, r: &HttpRedirect, matches: &[HttpMatchRequest], f: &mut Fin
     }
     if let Some(code) = r.redirect_code {
         if code != 0 && !(300..=399).contains(&code) {
-            f.error(format!("{p}.redirectCode"), format!("{code} is not a valid redirect code, must be 3xx"));
+            f.error(
+                format!("{p}.redirectCode"),
+                format!("{code} is not a valid redirect code, must be 3xx"),
+            );
         }
     }
     if let Some(s) = r.scheme.as_deref().filter(|s| !s.is_empty()) {
         if s != "http" && s != "https" {
-            f.error(format!("{p}.scheme"), "invalid redirect scheme, must be \"http\" or \"https\"");
+            f.error(
+                format!("{p}.scheme"),
+                "invalid redirect scheme, must be \"http\" or \"https\"",
+            );
         }
     }
     if let Some(n) = r.port {
@@ -707,7 +949,14 @@ fn unreachable_http(routes: &[HttpRoute], f: &mut Findings) {
         let rp = format!("spec.http[{rn}]");
         if r.r#match.is_empty() {
             if empty_at.is_some() {
-                f.warn_code(&rp, format!("virtualService rule {} not used (only the last rule can have no matches)", route_name(r, rn)), UNREACHABLE);
+                f.warn_code(
+                    &rp,
+                    format!(
+                        "virtualService rule {} not used (only the last rule can have no matches)",
+                        route_name(r, rn)
+                    ),
+                    UNREACHABLE,
+                );
             }
             empty_at = Some(rn);
             continue;
@@ -715,10 +964,20 @@ fn unreachable_http(routes: &[HttpRoute], f: &mut Findings) {
         let mut dups = 0;
         for (mn, m) in r.r#match.iter().enumerate() {
             if empty_at.is_some() {
-                f.warn_code(&rp, format!("virtualService rule {} not used (route without matches defined before)", route_name(r, rn)), UNREACHABLE);
+                f.warn_code(
+                    &rp,
+                    format!(
+                        "virtualService rule {} not used (route without matches defined before)",
+                        route_name(r, rn)
+                    ),
+                    UNREACHABLE,
+                );
                 continue;
             }
-            let key = as_key(&HttpMatchRequest { name: None, ..m.clone() });
+            let key = as_key(&HttpMatchRequest {
+                name: None,
+                ..m.clone()
+            });
             if let Some((_, prev)) = seen.iter().find(|(k, _)| *k == key) {
                 f.warn_code(
                     format!("{rp}.match[{mn}]"),
@@ -739,7 +998,14 @@ fn unreachable_http(routes: &[HttpRoute], f: &mut Findings) {
             }
         }
         if dups == r.r#match.len() {
-            f.warn_code(&rp, format!("virtualService rule {} not used (all matches used by prior rules)", route_name(r, rn)), UNREACHABLE);
+            f.warn_code(
+                &rp,
+                format!(
+                    "virtualService rule {} not used (all matches used by prior rules)",
+                    route_name(r, rn)
+                ),
+                UNREACHABLE,
+            );
         }
     }
     for (i, a) in prefixes.iter().enumerate() {
@@ -777,7 +1043,9 @@ struct PrefixMatch {
 fn exact_or_prefix(m: Option<&StringMatch>) -> String {
     match m {
         Some(StringMatch { exact: Some(e), .. }) if !e.is_empty() => format!("exact:{e}"),
-        Some(StringMatch { prefix: Some(p), .. }) if !p.is_empty() => format!("prefix:{p}"),
+        Some(StringMatch {
+            prefix: Some(p), ..
+        }) if !p.is_empty() => format!("prefix:{p}"),
         _ => String::new(),
     }
 }
@@ -790,7 +1058,9 @@ impl PrefixMatch {
             method = "exact:GET".into();
         }
         let pairs = |map: &OrderedMap<StringMatch>| {
-            map.iter().map(|(k, v)| (k.clone(), exact_or_prefix(Some(v)))).collect()
+            map.iter()
+                .map(|(k, v)| (k.clone(), exact_or_prefix(Some(v))))
+                .collect()
         };
         Some(PrefixMatch {
             rule: rn,
@@ -818,9 +1088,15 @@ impl PrefixMatch {
         }
         let maps = |a: &[(String, String)], b: &[(String, String)]| {
             a.len() == b.len()
-                && a.iter().all(|(k, v)| b.iter().find(|(bk, _)| bk == k).is_some_and(|(_, bv)| looser(v, bv)))
+                && a.iter().all(|(k, v)| {
+                    b.iter()
+                        .find(|(bk, _)| bk == k)
+                        .is_some_and(|(_, bv)| looser(v, bv))
+                })
         };
-        maps(&self.headers, &b.headers) && maps(&self.query, &b.query) && maps(&self.without, &b.without)
+        maps(&self.headers, &b.headers)
+            && maps(&self.query, &b.query)
+            && maps(&self.without, &b.without)
     }
 }
 
@@ -840,7 +1116,13 @@ fn unreachable_l4(base: &str, rules: Vec<Vec<String>>, f: &mut Findings) {
         let mut dups = 0;
         for (mn, key) in matches.iter().enumerate() {
             if empty_at.is_some() {
-                f.warn_code(&rp, format!("virtualService rule #{rn} not used (route without matches defined before)"), UNREACHABLE);
+                f.warn_code(
+                    &rp,
+                    format!(
+                        "virtualService rule #{rn} not used (route without matches defined before)"
+                    ),
+                    UNREACHABLE,
+                );
                 continue;
             }
             if let Some((_, prev)) = seen.iter().find(|(k, _)| k == key) {
@@ -855,7 +1137,11 @@ fn unreachable_l4(base: &str, rules: Vec<Vec<String>>, f: &mut Findings) {
             }
         }
         if dups == matches.len() {
-            f.warn_code(&rp, format!("virtualService rule #{rn} not used (all matches used by prior rules)"), UNREACHABLE);
+            f.warn_code(
+                &rp,
+                format!("virtualService rule #{rn} not used (all matches used by prior rules)"),
+                UNREACHABLE,
+            );
         }
     }
 }

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what building and testing meshgate needs on a fresh Debian machine that has
+# only the Rust toolchain. Idempotent: installs nothing that is already there.
+set -euo pipefail
+
+need=()
+# pingora-core's zlib-ng build needs cmake.
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  echo "tests/setup.sh: installing ${need[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
