@@ -262,7 +262,7 @@ mod tests {
         assert!(validate_gateway_server_host("ns1/*.example.com").is_empty());
         assert!(validate_gateway_server_host("./foo.example.com").is_empty());
         assert!(validate_gateway_server_host("*/foo.example.com").is_empty());
-        assert!(validate_gateway_server_host("10.0.0.1").len() == 1); // short-name rule only
+        assert!(validate_gateway_server_host("10.0.0.1").is_empty()); // Gateways accept IPs
         assert!(!validate_gateway_server_host("*bar.com").is_empty());
         assert!(!validate_gateway_server_host("reviews").is_empty());
         assert!(!validate_gateway_server_host("NS/foo.com").is_empty());

@@ -45,3 +45,5 @@ pub fn validate(res: &Resource) -> Findings {
     }
     f
 }
+#[cfg(test)]
+mod tests;
