@@ -281,7 +281,7 @@ fn load_document(file: &Path, doc: &DocText, loaded: &mut Loaded) {
             Kind::VirtualService => typed::<VirtualServiceSpec>(&doc.text, &mut unknown)
                 .map(|e| e.map(Spec::VirtualService)),
             Kind::DestinationRule => typed::<DestinationRuleSpec>(&doc.text, &mut unknown)
-                .map(|e| e.map(Spec::DestinationRule)),
+                .map(|e| e.map(|s| Spec::DestinationRule(Box::new(s)))),
             Kind::ServiceEntry => typed::<ServiceEntrySpec>(&doc.text, &mut unknown)
                 .map(|e| e.map(Spec::ServiceEntry)),
             Kind::WorkloadEntry => typed::<WorkloadEntrySpec>(&doc.text, &mut unknown)

@@ -46,7 +46,7 @@ struct Walker<'p, 'a> {
     depth: usize,
 }
 
-/// Nesting beyond this is not indexed (a guard against pathological input).
+/// Nesting beyond this is not indexed (no recursion without bound on hostile input).
 const MAX_DEPTH: usize = 64;
 
 impl Walker<'_, '_> {
@@ -70,6 +70,9 @@ impl Walker<'_, '_> {
 
     /// Consumes the node that `ev` starts, recording the lines of its children.
     fn node(&mut self, ev: Event, _line: usize, path: String) -> Option<()> {
+        if self.depth >= MAX_DEPTH {
+            return None; // stop indexing; ancestors keep their lines
+        }
         self.depth += 1;
         let r = match ev {
             Event::MappingStart(..) => self.mapping(path),
@@ -99,9 +102,7 @@ impl Walker<'_, '_> {
             } else {
                 format!("{path}.{key}")
             };
-            if self.depth < MAX_DEPTH {
-                self.out.entry(child.clone()).or_insert(line);
-            }
+            self.out.entry(child.clone()).or_insert(line);
             let (v, vl) = self.next()?;
             self.node(v, vl, child)?;
         }
@@ -115,9 +116,7 @@ impl Walker<'_, '_> {
                 return Some(());
             }
             let child = format!("{path}[{i}]");
-            if self.depth < MAX_DEPTH {
-                self.out.entry(child.clone()).or_insert(line);
-            }
+            self.out.entry(child.clone()).or_insert(line);
             self.node(ev, line, child)?;
             i += 1;
         }
@@ -141,6 +140,13 @@ mod tests {
         );
         assert_eq!(idx.line_of("spec.http[0].route[0].weight"), Some(9));
         assert_eq!(idx.line_of("nothing.here"), None);
+    }
+
+    #[test]
+    fn deep_nesting_stops_indexing_without_recursing_forever() {
+        let text = format!("a:\n  b: {}1{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let idx = LineIndex::build(&text);
+        assert_eq!(idx.line_of("a.b"), Some(2));
     }
 
     #[test]

@@ -72,7 +72,7 @@ impl std::fmt::Display for Kind {
 pub enum Spec {
     Gateway(GatewaySpec),
     VirtualService(VirtualServiceSpec),
-    DestinationRule(DestinationRuleSpec),
+    DestinationRule(Box<DestinationRuleSpec>),
     ServiceEntry(ServiceEntrySpec),
     WorkloadEntry(WorkloadEntrySpec),
     MeshConfig(MeshConfigSpec),
