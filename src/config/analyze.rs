@@ -289,39 +289,64 @@ pub fn visible_from(res_ns: &str, export_to: &[String], from_ns: &str) -> bool {
             .any(|e| e == "*" || e == from_ns || (e == "." && res_ns == from_ns))
 }
 
+/// How well a registered host (written in namespace `reg_ns`) matches the looked-up host
+/// forms: an exact match (short names expanded) beats any wildcard, a longer wildcard a
+/// shorter one; `None` when it does not match.
+fn host_match_score(registered: &str, reg_ns: &str, forms: &[String]) -> Option<usize> {
+    let reg = registered.to_ascii_lowercase();
+    if host_forms(&reg, reg_ns).iter().any(|f| forms.contains(f)) {
+        Some(usize::MAX)
+    } else if reg.starts_with('*') && forms.iter().any(|f| host::host_subset_of(f, &reg)) {
+        Some(reg.len())
+    } else {
+        None
+    }
+}
+
+/// The visible resource whose host best matches `h` looked up from namespace `ns`;
+/// `hosts_of` gives a resource's hosts and `exportTo`, or `None` for other kinds.
+fn best_by_host<'a, T: 'a>(
+    c: &'a Config,
+    h: &str,
+    ns: &str,
+    hosts_of: impl Fn(&'a Spec) -> Option<(T, Vec<&'a str>, &'a [String])>,
+) -> Option<(&'a Resource, T)> {
+    let forms = host_forms(h, ns);
+    let mut best: Option<(&Resource, T, usize)> = None;
+    for r in &c.resources {
+        let Some((item, hosts, export_to)) = hosts_of(&r.spec) else {
+            continue;
+        };
+        if !visible_from(&r.namespace, export_to, ns) {
+            continue;
+        }
+        let score = hosts
+            .iter()
+            .filter_map(|rh| host_match_score(rh, &r.namespace, &forms))
+            .max();
+        if let Some(score) = score {
+            if best.as_ref().is_none_or(|(_, _, s)| score > *s) {
+                best = Some((r, item, score));
+            }
+        }
+    }
+    best.map(|(r, item, _)| (r, item))
+}
+
 /// The ServiceEntry registering `h` (exact first, then the longest wildcard).
 pub fn find_service_entry<'a>(
     c: &'a Config,
     h: &str,
     ns: &str,
 ) -> Option<(&'a Resource, &'a ServiceEntrySpec)> {
-    let forms = host_forms(h, ns);
-    let entries = c.resources.iter().filter_map(|r| match &r.spec {
-        Spec::ServiceEntry(se) if visible_from(&r.namespace, &se.export_to, ns) => Some((r, se)),
+    best_by_host(c, h, ns, |spec| match spec {
+        Spec::ServiceEntry(se) => Some((
+            se,
+            se.hosts.iter().map(String::as_str).collect(),
+            &se.export_to[..],
+        )),
         _ => None,
-    });
-    let mut best: Option<(&Resource, &ServiceEntrySpec, usize)> = None;
-    for (r, se) in entries {
-        for sh in &se.hosts {
-            let sh_l = sh.to_ascii_lowercase();
-            let score = if forms.contains(&sh_l)
-                || host_forms(&sh_l, &r.namespace)
-                    .iter()
-                    .any(|f| forms.contains(f))
-            {
-                usize::MAX
-            } else if sh_l.starts_with('*') && forms.iter().any(|f| host::host_subset_of(f, &sh_l))
-            {
-                sh_l.len()
-            } else {
-                continue;
-            };
-            if best.as_ref().is_none_or(|(_, _, s)| score > *s) {
-                best = Some((r, se, score));
-            }
-        }
-    }
-    best.map(|(r, se, _)| (r, se))
+    })
 }
 
 /// The DestinationRule for `h` (same host forms, exact before wildcard).
@@ -330,31 +355,10 @@ pub fn find_destination_rule<'a>(
     h: &str,
     ns: &str,
 ) -> Option<(&'a Resource, &'a DestinationRuleSpec)> {
-    let forms = host_forms(h, ns);
-    let mut best: Option<(&Resource, &DestinationRuleSpec, usize)> = None;
-    for r in &c.resources {
-        let Spec::DestinationRule(dr) = &r.spec else {
-            continue;
-        };
-        if !visible_from(&r.namespace, &dr.export_to, ns) {
-            continue;
-        }
-        let dh = dr.host.to_ascii_lowercase();
-        let score = if host_forms(&dh, &r.namespace)
-            .iter()
-            .any(|f| forms.contains(f))
-        {
-            usize::MAX
-        } else if dh.starts_with('*') && forms.iter().any(|f| host::host_subset_of(f, &dh)) {
-            dh.len()
-        } else {
-            continue;
-        };
-        if best.as_ref().is_none_or(|(_, _, s)| score > *s) {
-            best = Some((r, dr, score));
-        }
-    }
-    best.map(|(r, dr, _)| (r, dr))
+    best_by_host(c, h, ns, |spec| match spec {
+        Spec::DestinationRule(dr) => Some((&**dr, vec![dr.host.as_str()], &dr.export_to[..])),
+        _ => None,
+    })
 }
 
 /// Every destination of a VirtualService with its field path and whether it is a mirror.
@@ -494,5 +498,94 @@ fn ingress_rules_not_affected(vss: &[(&Resource, &VirtualServiceSpec)], out: &mu
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{check, loader, Severity};
+    use std::path::Path;
+
+    const SE: &str = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  ports: [{number: 9080, name: http, protocol: HTTP}, {number: 9443, name: https, protocol: HTTPS}]\n  resolution: STATIC\n  endpoints: [{address: 127.0.0.1}]\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  subsets: [{name: v1, labels: {version: v1}}]\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: bookinfo}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"*\"]\n";
+
+    /// Warnings (code, field) for the shared registry plus one VirtualService route.
+    fn warnings(route: &str) -> Vec<(String, String)> {
+        let vs = format!("---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: vs, namespace: bookinfo}}\nspec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  http:\n  - route:\n    - destination: {route}\n");
+        let mut loaded = loader::Loaded::default();
+        loader::load_text(Path::new("a.yaml"), &format!("{SE}{vs}"), &mut loaded);
+        let checked = check(loaded, &[]);
+        assert!(!checked.has_errors(), "{:#?}", checked.diagnostics);
+        checked
+            .diagnostics
+            .into_iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .map(|d| {
+                (
+                    d.code.unwrap_or("").to_string(),
+                    d.field.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn short_and_long_host_forms_resolve_to_the_same_entry() {
+        assert!(warnings("{host: reviews, subset: v1, port: {number: 9080}}").is_empty());
+        assert!(warnings(
+            "{host: reviews.bookinfo.svc.cluster.local, subset: v1, port: {number: 9080}}"
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn missing_subset_port_and_host_are_reported_at_their_field() {
+        let f = "spec.http[0].route[0].destination";
+        assert_eq!(
+            warnings("{host: reviews, subset: v2, port: {number: 9080}}"),
+            vec![("ReferencedResourceNotFound".into(), format!("{f}.subset"))]
+        );
+        assert_eq!(
+            warnings("{host: reviews}"),
+            vec![(
+                "VirtualServiceDestinationPortSelectorRequired".into(),
+                f.to_string()
+            )]
+        );
+        assert_eq!(
+            warnings("{host: reviews, port: {number: 1}}"),
+            vec![(
+                "ReferencedResourceNotFound".into(),
+                format!("{f}.port.number")
+            )]
+        );
+        assert_eq!(
+            warnings("{host: ratings, port: {number: 1}}"),
+            vec![("ReferencedResourceNotFound".into(), format!("{f}.host"))]
+        );
+    }
+
+    #[test]
+    fn export_to_limits_visibility() {
+        use super::visible_from;
+        assert!(visible_from("a", &[], "b"));
+        assert!(visible_from("a", &[".".into()], "a"));
+        assert!(!visible_from("a", &[".".into()], "b"));
+        assert!(visible_from("a", &["b".into()], "b"));
+        assert!(visible_from("a", &["*".into()], "b"));
+        assert!(!visible_from("a", &["~".into()], "a"));
+    }
+
+    #[test]
+    fn gateway_reference_forms() {
+        use super::gateway_ref;
+        assert_eq!(gateway_ref("default", "gw"), ("default", "gw"));
+        assert_eq!(
+            gateway_ref("default", "istio-system/gw"),
+            ("istio-system", "gw")
+        );
+        assert_eq!(
+            gateway_ref("default", "gw.istio-system.svc.cluster.local"),
+            ("istio-system", "gw")
+        );
     }
 }

@@ -186,20 +186,14 @@ pub fn validate(namespace: &str, vs: &VirtualServiceSpec, f: &mut Findings) {
     }
     rules::export_to("spec.exportTo", namespace, &vs.export_to, false, f);
     unreachable_http(&vs.http, f);
-    unreachable_l4(
+    unreachable_rules(
         "spec.tcp",
-        vs.tcp
-            .iter()
-            .map(|r| r.r#match.iter().map(as_key).collect())
-            .collect(),
+        &l4_rules(vs.tcp.iter().map(|r| r.r#match.as_slice())),
         f,
     );
-    unreachable_l4(
+    unreachable_rules(
         "spec.tls",
-        vs.tls
-            .iter()
-            .map(|r| r.r#match.iter().map(as_key).collect())
-            .collect(),
+        &l4_rules(vs.tls.iter().map(|r| r.r#match.as_slice())),
         f,
     );
 }
@@ -939,22 +933,28 @@ fn request_name(m: &HttpMatchRequest, n: usize) -> String {
 const UNREACHABLE: &str = "VirtualServiceUnreachableRule";
 const INEFFECTIVE: &str = "VirtualServiceIneffectiveMatch";
 
-/// Istio `analyzeUnreachableHTTPRules`: rules after a catch-all, duplicate matches, and
-/// prefix matches covered by an earlier, shorter prefix.
-fn unreachable_http(routes: &[HttpRoute], f: &mut Findings) {
-    let mut seen: Vec<(String, usize)> = Vec::new();
+/// One rule as the unreachable-rule analysis sees it: its display name and, per match,
+/// the match's display name and a canonical key (the match without its name).
+struct RuleMatches {
+    name: String,
+    matches: Vec<(String, String)>,
+}
+
+/// Istio `analyzeUnreachableHTTPRules` / `TCPRules` / `TLSRules`: rules after a catch-all
+/// and duplicate matches. Returns the (rule, match) indices that are first seen, which the
+/// HTTP prefix-overlap analysis continues with.
+fn unreachable_rules(base: &str, rules: &[RuleMatches], f: &mut Findings) -> Vec<(usize, usize)> {
+    let mut seen: Vec<(&str, usize)> = Vec::new();
+    let mut first_seen = Vec::new();
     let mut empty_at: Option<usize> = None;
-    let mut prefixes: Vec<PrefixMatch> = Vec::new();
-    for (rn, r) in routes.iter().enumerate() {
-        let rp = format!("spec.http[{rn}]");
-        if r.r#match.is_empty() {
+    for (rn, rule) in rules.iter().enumerate() {
+        let rp = format!("{base}[{rn}]");
+        let unused = |why: &str| format!("virtualService rule {} not used ({why})", rule.name);
+        if rule.matches.is_empty() {
             if empty_at.is_some() {
                 f.warn_code(
                     &rp,
-                    format!(
-                        "virtualService rule {} not used (only the last rule can have no matches)",
-                        route_name(r, rn)
-                    ),
+                    unused("only the last rule can have no matches"),
                     UNREACHABLE,
                 );
             }
@@ -962,30 +962,21 @@ fn unreachable_http(routes: &[HttpRoute], f: &mut Findings) {
             continue;
         }
         let mut dups = 0;
-        for (mn, m) in r.r#match.iter().enumerate() {
+        for (mn, (match_name, key)) in rule.matches.iter().enumerate() {
             if empty_at.is_some() {
                 f.warn_code(
                     &rp,
-                    format!(
-                        "virtualService rule {} not used (route without matches defined before)",
-                        route_name(r, rn)
-                    ),
+                    unused("route without matches defined before"),
                     UNREACHABLE,
                 );
                 continue;
             }
-            let key = as_key(&HttpMatchRequest {
-                name: None,
-                ..m.clone()
-            });
-            if let Some((_, prev)) = seen.iter().find(|(k, _)| *k == key) {
+            if let Some((_, prev)) = seen.iter().find(|(k, _)| k == key) {
                 f.warn_code(
                     format!("{rp}.match[{mn}]"),
                     format!(
-                        "virtualService rule {} match {} is not used (duplicate/overlapping match in rule {})",
-                        route_name(r, rn),
-                        request_name(m, mn),
-                        route_name(&routes[*prev], *prev)
+                        "virtualService rule {} match {match_name} is not used (duplicate/overlapping match in rule {})",
+                        rule.name, rules[*prev].name
                     ),
                     INEFFECTIVE,
                 );
@@ -993,21 +984,41 @@ fn unreachable_http(routes: &[HttpRoute], f: &mut Findings) {
                 continue;
             }
             seen.push((key, rn));
-            if let Some(pm) = PrefixMatch::of(r, rn, m, mn) {
-                prefixes.push(pm);
-            }
+            first_seen.push((rn, mn));
         }
-        if dups == r.r#match.len() {
-            f.warn_code(
-                &rp,
-                format!(
-                    "virtualService rule {} not used (all matches used by prior rules)",
-                    route_name(r, rn)
-                ),
-                UNREACHABLE,
-            );
+        if dups == rule.matches.len() {
+            f.warn_code(&rp, unused("all matches used by prior rules"), UNREACHABLE);
         }
     }
+    first_seen
+}
+
+/// The HTTP analysis adds Istio's prefix-overlap check: a prefix match covered by an
+/// earlier, shorter prefix with the same other conditions.
+fn unreachable_http(routes: &[HttpRoute], f: &mut Findings) {
+    let rules: Vec<RuleMatches> = routes
+        .iter()
+        .enumerate()
+        .map(|(rn, r)| RuleMatches {
+            name: route_name(r, rn),
+            matches: r
+                .r#match
+                .iter()
+                .enumerate()
+                .map(|(mn, m)| {
+                    let key = as_key(&HttpMatchRequest {
+                        name: None,
+                        ..m.clone()
+                    });
+                    (request_name(m, mn), key)
+                })
+                .collect(),
+        })
+        .collect();
+    let prefixes: Vec<PrefixMatch> = unreachable_rules("spec.http", &rules, f)
+        .into_iter()
+        .filter_map(|(rn, mn)| PrefixMatch::of(&routes[rn], rn, &routes[rn].r#match[mn], mn))
+        .collect();
     for (i, a) in prefixes.iter().enumerate() {
         for b in &prefixes[i + 1..] {
             if a.prefix == b.prefix || !a.covers(b) {
@@ -1023,6 +1034,23 @@ fn unreachable_http(routes: &[HttpRoute], f: &mut Findings) {
             );
         }
     }
+}
+
+/// TCP and TLS rules have no names: they are `#N`, their matches `#M`.
+fn l4_rules<'a, M: serde::Serialize + 'a>(
+    matches_per_rule: impl Iterator<Item = &'a [M]>,
+) -> Vec<RuleMatches> {
+    matches_per_rule
+        .enumerate()
+        .map(|(rn, ms)| RuleMatches {
+            name: format!("#{rn}"),
+            matches: ms
+                .iter()
+                .enumerate()
+                .map(|(mn, m)| (format!("#{mn}"), as_key(m)))
+                .collect(),
+        })
+        .collect()
 }
 
 /// The parts of a prefix match that Istio compares for overlap.
@@ -1097,51 +1125,5 @@ impl PrefixMatch {
         maps(&self.headers, &b.headers)
             && maps(&self.query, &b.query)
             && maps(&self.without, &b.without)
-    }
-}
-
-/// Istio `analyzeUnreachableTCPRules` / `TLSRules`, on the match keys of each rule.
-fn unreachable_l4(base: &str, rules: Vec<Vec<String>>, f: &mut Findings) {
-    let mut seen: Vec<(String, usize)> = Vec::new();
-    let mut empty_at: Option<usize> = None;
-    for (rn, matches) in rules.iter().enumerate() {
-        let rp = format!("{base}[{rn}]");
-        if matches.is_empty() {
-            if empty_at.is_some() {
-                f.warn_code(&rp, format!("virtualService rule #{rn} not used (only the last rule can have no matches)"), UNREACHABLE);
-            }
-            empty_at = Some(rn);
-            continue;
-        }
-        let mut dups = 0;
-        for (mn, key) in matches.iter().enumerate() {
-            if empty_at.is_some() {
-                f.warn_code(
-                    &rp,
-                    format!(
-                        "virtualService rule #{rn} not used (route without matches defined before)"
-                    ),
-                    UNREACHABLE,
-                );
-                continue;
-            }
-            if let Some((_, prev)) = seen.iter().find(|(k, _)| k == key) {
-                f.warn_code(
-                    format!("{rp}.match[{mn}]"),
-                    format!("virtualService rule #{rn} match #{mn} is not used (duplicate/overlapping match in rule #{prev})"),
-                    INEFFECTIVE,
-                );
-                dups += 1;
-            } else {
-                seen.push((key.clone(), rn));
-            }
-        }
-        if dups == matches.len() {
-            f.warn_code(
-                &rp,
-                format!("virtualService rule #{rn} not used (all matches used by prior rules)"),
-                UNREACHABLE,
-            );
-        }
     }
 }
