@@ -51,9 +51,9 @@ pub struct RunArgs {
     /// A YAML file, or a directory read recursively; repeatable.
     #[arg(long = "config", value_name = "PATH", default_value = "/etc/meshgate")]
     pub config: Vec<PathBuf>,
-    /// Address of the admin listener (readiness, config dump, metrics).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15000")]
-    pub admin: String,
+    /// Admin listener (readiness, config dump, metrics) [default: MeshConfig adminAddress, else 127.0.0.1:15000].
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
     /// This instance's labels (KEY=VALUE, repeatable); default istio=ingressgateway.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
@@ -86,10 +86,19 @@ pub fn run(cli: Cli) -> i32 {
                 eprintln!("meshgate: refusing to start on an invalid configuration");
                 return 1;
             }
+            let admin = args
+                .admin
+                .clone()
+                .or_else(|| {
+                    checked
+                        .config
+                        .mesh_config()
+                        .and_then(|m| m.admin_address.clone())
+                })
+                .unwrap_or_else(|| config::DEFAULT_ADMIN_ADDRESS.to_string());
             eprintln!(
                 "meshgate: configuration is valid, but serving traffic is not implemented yet \
-                 (admin {}); use `meshgate validate`",
-                args.admin
+                 (admin would be {admin}); use `meshgate validate`"
             );
             2
         }

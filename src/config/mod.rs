@@ -25,6 +25,9 @@ use std::path::PathBuf;
 /// The label every Istio ingress gateway carries, used when no labels are configured.
 pub const DEFAULT_LABELS: &[(&str, &str)] = &[("istio", "ingressgateway")];
 
+/// Where the admin listener goes when neither `--admin` nor MeshConfig says.
+pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:15000";
+
 /// A validated set of resources, in file order.
 #[derive(Debug, Default)]
 pub struct Config {
@@ -46,6 +49,20 @@ impl Config {
             Spec::MeshConfig(m) => Some(m),
             _ => None,
         })
+    }
+
+    /// MeshConfig `credentialsDir`, a relative path taken relative to the file declaring it.
+    pub fn credentials_dir(&self) -> Option<PathBuf> {
+        let mc = self.resources.iter().find(|r| r.kind == Kind::MeshConfig)?;
+        let Spec::MeshConfig(spec) = &mc.spec else {
+            return None;
+        };
+        let dir = PathBuf::from(spec.credentials_dir.as_ref()?);
+        if dir.is_absolute() {
+            return Some(dir);
+        }
+        let base = mc.source.file.parent().unwrap_or(std::path::Path::new("."));
+        Some(base.join(dir))
     }
 
     /// This instance's labels: the CLI's, else MeshConfig's, else `istio=ingressgateway`.

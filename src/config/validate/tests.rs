@@ -724,3 +724,25 @@ fn metadata_rules() {
     let e = errors(&dup.replace("namespace: default", "namespace: other"));
     assert!(e.is_empty(), "{e:?}");
 }
+
+#[test]
+fn credentials_dir_is_relative_to_its_file() {
+    let mut loaded = loader::Loaded::default();
+    let mc = "apiVersion: meshgate.io/v1alpha1\nkind: MeshConfig\nmetadata: {name: m}\nspec: {credentialsDir: ../certs}\n";
+    loader::load_text(Path::new("/etc/meshgate/conf.d/mesh.yaml"), mc, &mut loaded);
+    let checked = check(loaded, &[]);
+    assert_eq!(
+        checked.config.credentials_dir(),
+        Some(std::path::PathBuf::from("/etc/meshgate/conf.d/../certs"))
+    );
+    let mut loaded = loader::Loaded::default();
+    loader::load_text(
+        Path::new("/x/m.yaml"),
+        &mc.replace("../certs", "/var/lib/creds"),
+        &mut loaded,
+    );
+    assert_eq!(
+        check(loaded, &[]).config.credentials_dir(),
+        Some(std::path::PathBuf::from("/var/lib/creds"))
+    );
+}
