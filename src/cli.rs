@@ -136,7 +136,7 @@ fn report(checked: &Checked, strict: bool, quiet: bool) -> bool {
     let _ = writeln!(
         err,
         "meshgate: {} resource(s) read, {errors} error(s), {warnings} warning(s), {notices} document(s) skipped: {}",
-        checked.config.resources.len(),
+        checked.config.resources.len() + checked.config.invalid.len(),
         if failed { "INVALID" } else { "valid" }
     );
     failed
