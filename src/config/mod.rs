@@ -12,6 +12,7 @@ pub mod host;
 pub mod loader;
 pub mod locate;
 pub mod model;
+pub mod registry;
 pub mod resource;
 pub mod unsupported;
 pub mod validate;
