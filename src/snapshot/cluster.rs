@@ -1,0 +1,168 @@
+//! Upstream clusters: a service host, port and subset (Istio's
+//! `outbound|PORT|SUBSET|HOST`) with the endpoints that serve it.
+
+use crate::config::model::*;
+use crate::config::resource::Resource;
+use crate::config::Config;
+use serde::Serialize;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[derive(Debug, Serialize)]
+pub struct Endpoint {
+    pub address: SocketAddr,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<(String, String)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Cluster {
+    pub name: String,
+    pub endpoints: Vec<Endpoint>,
+    #[serde(skip)]
+    next: AtomicUsize,
+}
+
+/// Istio's cluster name.
+pub fn cluster_name(port: u32, subset: &str, host: &str) -> String {
+    format!("outbound|{port}|{subset}|{host}")
+}
+
+impl Cluster {
+    pub fn new(name: String, endpoints: Vec<Endpoint>) -> Cluster {
+        Cluster {
+            name,
+            endpoints,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Round robin over the endpoints, skipping those already tried by this request when
+    /// another one is left (Istio's retries go to other hosts).
+    pub fn pick(&self, tried: &[SocketAddr]) -> Option<&Endpoint> {
+        let n = self.endpoints.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| &self.endpoints[(start + i) % n])
+            .find(|e| !tried.contains(&e.address))
+            .or_else(|| Some(&self.endpoints[start % n]))
+    }
+}
+
+fn labels_match(selector: &OrderedMap<String>, labels: &OrderedMap<String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// Resolves `address:port` (an IP, or a DNS name resolved now, at load time).
+fn resolve(address: &str, port: u16) -> Vec<SocketAddr> {
+    if let Ok(ip) = address.parse::<std::net::IpAddr>() {
+        return vec![SocketAddr::new(ip, port)];
+    }
+    match (address, port).to_socket_addrs() {
+        Ok(addrs) => addrs.collect(),
+        Err(e) => {
+            eprintln!("meshgate: cannot resolve endpoint {address}: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// The endpoints of ServiceEntry `se` (of resource `r`) for service port `port`, keeping
+/// those whose labels carry every label of `subset_labels`.
+pub fn endpoints(
+    c: &Config,
+    r: &Resource,
+    se: &ServiceEntrySpec,
+    host: &str,
+    port: &ServicePort,
+    subset_labels: &OrderedMap<String>,
+) -> Vec<Endpoint> {
+    // The port an endpoint listens on: its own mapping by port name, else the
+    // ServiceEntry's targetPort, else the service port.
+    let target = |we: &WorkloadEntrySpec| -> u16 {
+        we.ports
+            .get(&port.name)
+            .copied()
+            .or(port.target_port)
+            .unwrap_or(port.number) as u16
+    };
+    let mut workloads: Vec<&WorkloadEntrySpec> = Vec::new();
+    if let Some(sel) = &se.workload_selector {
+        for wr in c.of_kind(Kind::WorkloadEntry) {
+            if let Spec::WorkloadEntry(we) = &wr.spec {
+                if wr.namespace == r.namespace && labels_match(&sel.labels, &we.labels) {
+                    workloads.push(we);
+                }
+            }
+        }
+    } else {
+        workloads.extend(se.endpoints.iter().flatten());
+    }
+    let mut out = Vec::new();
+    match se.effective_resolution() {
+        Resolution::Static | Resolution::Dns | Resolution::DnsRoundRobin => {
+            if workloads.is_empty() && se.effective_resolution() != Resolution::Static {
+                // DNS without endpoints: the host itself.
+                for a in resolve(host, port.number as u16) {
+                    out.push(Endpoint {
+                        address: a,
+                        labels: Vec::new(),
+                    });
+                }
+            }
+            for we in workloads {
+                if !labels_match(subset_labels, &we.labels) {
+                    continue;
+                }
+                let Some(addr) = we.address.as_deref() else {
+                    continue;
+                };
+                for a in resolve(addr, target(we)) {
+                    out.push(Endpoint {
+                        address: a,
+                        labels: we.labels.0.clone(),
+                    });
+                }
+            }
+        }
+        // NONE / DYNAMIC_DNS: no endpoints a gateway can reach by itself.
+        Resolution::None | Resolution::DynamicDns => {}
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_robin_skips_tried_endpoints() {
+        let ep = |p: u16| Endpoint {
+            address: SocketAddr::from(([127, 0, 0, 1], p)),
+            labels: vec![],
+        };
+        let c = Cluster::new("c".into(), vec![ep(1), ep(2), ep(3)]);
+        let seq: Vec<u16> = (0..6)
+            .map(|_| c.pick(&[]).unwrap().address.port())
+            .collect();
+        assert_eq!(seq, vec![1, 2, 3, 1, 2, 3]);
+        let tried = [
+            SocketAddr::from(([127, 0, 0, 1], 1)),
+            SocketAddr::from(([127, 0, 0, 1], 2)),
+        ];
+        for _ in 0..5 {
+            assert_eq!(c.pick(&tried).unwrap().address.port(), 3);
+        }
+        let all: Vec<SocketAddr> = (1..=3)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect();
+        assert!(
+            c.pick(&all).is_some(),
+            "with every endpoint tried, one is reused"
+        );
+        assert!(Cluster::new("e".into(), vec![]).pick(&[]).is_none());
+    }
+}

@@ -1,0 +1,417 @@
+//! Compiled request matching (Istio `HTTPMatchRequest`): regexes are compiled once, when the
+//! snapshot is built, never per request. Pure logic over a [`RequestView`].
+
+use crate::config::model::{HttpMatchRequest, OrderedMap, StringMatch};
+use regex::Regex;
+
+/// A compiled Istio `StringMatch`.
+#[derive(Debug)]
+pub enum StrMatch {
+    Exact(String),
+    Prefix(String),
+    /// RE2 semantics; anchored so the whole value must match, as Envoy's `safe_regex`.
+    Regex(Regex),
+}
+
+impl StrMatch {
+    /// `None` for an empty match (`{}`), which means "present" for headers and query params.
+    pub fn compile(m: &StringMatch, ignore_case: bool) -> Result<Option<StrMatch>, String> {
+        let lower = |s: &str| {
+            if ignore_case {
+                s.to_ascii_lowercase()
+            } else {
+                s.to_string()
+            }
+        };
+        Ok(if let Some(e) = &m.exact {
+            Some(StrMatch::Exact(lower(e)))
+        } else if let Some(p) = &m.prefix {
+            Some(StrMatch::Prefix(lower(p)))
+        } else if let Some(r) = &m.regex {
+            Some(StrMatch::Regex(
+                Regex::new(&format!("^(?:{r})$")).map_err(|e| e.to_string())?,
+            ))
+        } else {
+            None
+        })
+    }
+
+    pub fn matches(&self, v: &str) -> bool {
+        match self {
+            StrMatch::Exact(e) => v == e,
+            StrMatch::Prefix(p) => v.starts_with(p.as_str()),
+            StrMatch::Regex(r) => r.is_match(v),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            StrMatch::Exact(e) => format!("exact:{e}"),
+            StrMatch::Prefix(p) => format!("prefix:{p}"),
+            StrMatch::Regex(r) => format!("regex:{}", r.as_str()),
+        }
+    }
+}
+
+/// What a request offers to matching, borrowed from the session.
+pub struct RequestView<'a> {
+    /// The path without the query string.
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub method: &'a str,
+    pub scheme: &'a str,
+    /// The Host / :authority as sent (port included when the client sent one).
+    pub authority: &'a str,
+    /// The listener port the request arrived on.
+    pub port: u16,
+    /// Header lookup by lower-case name.
+    pub header: &'a dyn Fn(&str) -> Option<&'a str>,
+}
+
+/// One compiled `match` entry; its fields are ANDed.
+#[derive(Debug, Default)]
+pub struct RequestMatch {
+    uri: Option<StrMatch>,
+    ignore_uri_case: bool,
+    scheme: Option<StrMatch>,
+    method: Option<StrMatch>,
+    authority: Option<StrMatch>,
+    headers: Vec<(String, Option<StrMatch>)>,
+    without_headers: Vec<(String, Option<StrMatch>)>,
+    query_params: Vec<(String, Option<StrMatch>)>,
+    port: Option<u16>,
+}
+
+fn compile_map(
+    m: &OrderedMap<StringMatch>,
+    lower_keys: bool,
+) -> Result<Vec<(String, Option<StrMatch>)>, String> {
+    m.iter()
+        .map(|(k, v)| {
+            let k = if lower_keys {
+                k.to_ascii_lowercase()
+            } else {
+                k.clone()
+            };
+            Ok((k, StrMatch::compile(v, false)?))
+        })
+        .collect()
+}
+
+impl RequestMatch {
+    pub fn compile(m: &HttpMatchRequest) -> Result<RequestMatch, String> {
+        let ignore = m.ignore_uri_case.unwrap_or(false);
+        let opt = |s: &Option<StringMatch>| {
+            s.as_ref()
+                .map(|s| StrMatch::compile(s, false))
+                .transpose()
+                .map(Option::flatten)
+        };
+        Ok(RequestMatch {
+            uri: m
+                .uri
+                .as_ref()
+                .map(|u| StrMatch::compile(u, ignore))
+                .transpose()?
+                .flatten(),
+            ignore_uri_case: ignore,
+            scheme: opt(&m.scheme)?,
+            method: opt(&m.method)?,
+            authority: opt(&m.authority)?,
+            headers: compile_map(&m.headers, true)?,
+            without_headers: compile_map(&m.without_headers, true)?,
+            query_params: compile_map(&m.query_params, false)?,
+            port: m.port.filter(|p| *p != 0).map(|p| p as u16),
+        })
+    }
+
+    pub fn matches(&self, r: &RequestView) -> bool {
+        if let Some(p) = self.port {
+            if p != r.port {
+                return false;
+            }
+        }
+        if let Some(u) = &self.uri {
+            let ok = if self.ignore_uri_case && !matches!(u, StrMatch::Regex(_)) {
+                u.matches(&r.path.to_ascii_lowercase())
+            } else {
+                u.matches(r.path)
+            };
+            if !ok {
+                return false;
+            }
+        }
+        for (m, v) in [
+            (&self.scheme, r.scheme),
+            (&self.method, r.method),
+            (&self.authority, r.authority),
+        ] {
+            if let Some(m) = m {
+                if !m.matches(v) {
+                    return false;
+                }
+            }
+        }
+        for (name, m) in &self.headers {
+            match ((r.header)(name), m) {
+                (None, _) => return false,
+                (Some(v), Some(m)) if !m.matches(v) => return false,
+                _ => {}
+            }
+        }
+        // withoutHeaders: the request matches when the header match does not.
+        for (name, m) in &self.without_headers {
+            let hit = match ((r.header)(name), m) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                (Some(v), Some(m)) => m.matches(v),
+            };
+            if hit {
+                return false;
+            }
+        }
+        for (name, m) in &self.query_params {
+            let value = query_value(r.query, name);
+            match (value, m) {
+                (None, _) => return false,
+                (Some(v), Some(m)) if !m.matches(v) => return false,
+                _ => {}
+            }
+        }
+        true
+    }
+
+    /// Istio `IsCatchAllRoute` for one match: no condition but a `/` prefix or `.*` regex.
+    pub fn is_catch_all(&self) -> bool {
+        let uri_all = match &self.uri {
+            None => true,
+            Some(StrMatch::Prefix(p)) => p == "/",
+            Some(StrMatch::Regex(r)) => r.as_str() == "^(?:.*)$",
+            Some(StrMatch::Exact(_)) => false,
+        };
+        uri_all
+            && self.headers.is_empty()
+            && self.query_params.is_empty()
+            && self.without_headers.is_empty()
+            && self.scheme.is_none()
+            && self.method.is_none()
+            && self.authority.is_none()
+            && self.port.is_none()
+    }
+
+    /// A short description for the config dump.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(u) = &self.uri {
+            parts.push(format!(
+                "uri {}{}",
+                u.describe(),
+                if self.ignore_uri_case {
+                    " (ignore case)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        for (n, m) in [
+            ("scheme", &self.scheme),
+            ("method", &self.method),
+            ("authority", &self.authority),
+        ] {
+            if let Some(m) = m {
+                parts.push(format!("{n} {}", m.describe()));
+            }
+        }
+        for (k, m) in &self.headers {
+            parts.push(format!(
+                "header {k} {}",
+                m.as_ref().map_or("present".into(), StrMatch::describe)
+            ));
+        }
+        for (k, m) in &self.without_headers {
+            parts.push(format!(
+                "without header {k} {}",
+                m.as_ref().map_or("present".into(), StrMatch::describe)
+            ));
+        }
+        for (k, m) in &self.query_params {
+            parts.push(format!(
+                "query {k} {}",
+                m.as_ref().map_or("present".into(), StrMatch::describe)
+            ));
+        }
+        if let Some(p) = self.port {
+            parts.push(format!("port {p}"));
+        }
+        parts.join(", ")
+    }
+}
+
+/// The first value of query parameter `name` (no percent-decoding, as Envoy matches raw).
+fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then_some(v)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(yaml: &str) -> RequestMatch {
+        RequestMatch::compile(&serde_yaml::from_str(yaml).unwrap()).unwrap()
+    }
+
+    fn req<'a>(
+        path: &'a str,
+        headers: &'a [(&'a str, &'a str)],
+    ) -> (String, Vec<(String, String)>) {
+        (
+            path.to_string(),
+            headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    fn check(rm: &RequestMatch, path_q: &str, method: &str, headers: &[(&str, &str)]) -> bool {
+        let (path, query) = match path_q.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_q, None),
+        };
+        let (_, hs) = req(path, headers);
+        let lookup = |n: &str| hs.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        let view = RequestView {
+            path,
+            query,
+            method,
+            scheme: "http",
+            authority: "bookinfo.example.com:8080",
+            port: 8080,
+            header: &lookup,
+        };
+        rm.matches(&view)
+    }
+
+    #[test]
+    fn uri_forms() {
+        assert!(check(
+            &m("uri: {exact: /productpage}"),
+            "/productpage?u=1",
+            "GET",
+            &[]
+        ));
+        assert!(!check(
+            &m("uri: {exact: /productpage}"),
+            "/productpage/x",
+            "GET",
+            &[]
+        ));
+        assert!(check(
+            &m("uri: {prefix: /static}"),
+            "/static/css/a.css",
+            "GET",
+            &[]
+        ));
+        assert!(!check(&m("uri: {prefix: /static}"), "/stat", "GET", &[]));
+        assert!(check(
+            &m("uri: {regex: \"/api/v[0-9]+/.*\"}"),
+            "/api/v1/products",
+            "GET",
+            &[]
+        ));
+        assert!(
+            !check(&m("uri: {regex: \"/api\"}"), "/api/v1", "GET", &[]),
+            "regex is a full match"
+        );
+        assert!(check(
+            &m("{uri: {prefix: /Static}, ignoreUriCase: true}"),
+            "/STATIC/x",
+            "GET",
+            &[]
+        ));
+        assert!(!check(
+            &m("uri: {prefix: /Static}"),
+            "/static/x",
+            "GET",
+            &[]
+        ));
+    }
+
+    #[test]
+    fn headers_presence_and_absence() {
+        let jason = m("headers: {end-user: {exact: jason}}");
+        assert!(check(&jason, "/", "GET", &[("end-user", "jason")]));
+        assert!(!check(&jason, "/", "GET", &[("end-user", "json")]));
+        assert!(!check(&jason, "/", "GET", &[]));
+        assert!(check(
+            &m("headers: {X-Canary: {}}"),
+            "/",
+            "GET",
+            &[("x-canary", "")]
+        ));
+        assert!(check(
+            &m("headers: {x-v: {prefix: v1}}"),
+            "/",
+            "GET",
+            &[("x-v", "v1.2")]
+        ));
+        assert!(check(
+            &m("headers: {x-v: {regex: \"v[12]\"}}"),
+            "/",
+            "GET",
+            &[("x-v", "v2")]
+        ));
+        let without = m("withoutHeaders: {end-user: {exact: jason}}");
+        assert!(check(&without, "/", "GET", &[]));
+        assert!(check(&without, "/", "GET", &[("end-user", "other")]));
+        assert!(!check(&without, "/", "GET", &[("end-user", "jason")]));
+        let without_any = m("withoutHeaders: {x-debug: {}}");
+        assert!(!check(&without_any, "/", "GET", &[("x-debug", "1")]));
+        assert!(check(&without_any, "/", "GET", &[]));
+    }
+
+    #[test]
+    fn method_authority_scheme_port_query() {
+        assert!(check(&m("method: {exact: POST}"), "/", "POST", &[]));
+        assert!(!check(&m("method: {exact: POST}"), "/", "GET", &[]));
+        assert!(check(&m("authority: {prefix: bookinfo}"), "/", "GET", &[]));
+        assert!(check(&m("scheme: {exact: http}"), "/", "GET", &[]));
+        assert!(!check(&m("scheme: {exact: https}"), "/", "GET", &[]));
+        assert!(check(&m("port: 8080"), "/", "GET", &[]));
+        assert!(!check(&m("port: 9090"), "/", "GET", &[]));
+        assert!(check(
+            &m("queryParams: {v: {exact: \"2\"}}"),
+            "/p?a=1&v=2",
+            "GET",
+            &[]
+        ));
+        assert!(!check(
+            &m("queryParams: {v: {exact: \"2\"}}"),
+            "/p?v=3",
+            "GET",
+            &[]
+        ));
+        assert!(check(
+            &m("queryParams: {debug: {}}"),
+            "/p?debug",
+            "GET",
+            &[]
+        ));
+        assert!(!check(&m("queryParams: {debug: {}}"), "/p", "GET", &[]));
+    }
+
+    #[test]
+    fn fields_are_anded() {
+        let both = m("{uri: {prefix: /reviews}, headers: {end-user: {exact: jason}}}");
+        assert!(check(&both, "/reviews/1", "GET", &[("end-user", "jason")]));
+        assert!(!check(&both, "/reviews/1", "GET", &[]));
+        assert!(!check(&both, "/ratings", "GET", &[("end-user", "jason")]));
+        assert!(
+            check(&m("{}"), "/anything", "GET", &[]),
+            "an empty match matches everything"
+        );
+    }
+}

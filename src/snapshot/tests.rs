@@ -1,0 +1,168 @@
+//! Compiling Istio configs into listeners, virtual hosts and clusters.
+
+use super::*;
+use crate::config::{check, loader};
+use std::path::Path;
+
+fn snapshot(yaml: &str) -> Snapshot {
+    let mut loaded = loader::Loaded::default();
+    loader::load_text(Path::new("s.yaml"), yaml, &mut loaded);
+    let checked = check(loaded, &[]);
+    assert!(!checked.has_errors(), "{:#?}", checked.diagnostics);
+    let labels = checked.config.instance_labels(&[]);
+    compile(&checked.config, &labels)
+}
+
+const GW: &str = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: edge}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n  - port: {number: 8080, name: http, protocol: HTTP}\n    hosts: [\"*/*.example.com\", \"edge/local.internal\"]\n";
+
+fn vs(ns: &str, name: &str, hosts: &str, gateways: &str, http: &str) -> String {
+    format!("---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  hosts: {hosts}\n  gateways: {gateways}\n  http:\n{http}")
+}
+
+const SE: &str = "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews, namespace: edge}\nspec:\n  hosts: [reviews.edge.svc.cluster.local]\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n  resolution: STATIC\n  endpoints:\n  - {address: 127.0.0.1, ports: {http: 9081}, labels: {version: v1}}\n  - {address: 127.0.0.2, labels: {version: v2}}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: edge}\nspec:\n  host: reviews\n  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]\n";
+
+const ROUTE: &str = "  - route: [{destination: {host: reviews}}]\n";
+
+fn domains(s: &Snapshot) -> Vec<&str> {
+    let mut d: Vec<&str> = s.listeners[0]
+        .routes
+        .vhosts
+        .iter()
+        .map(|v| v.domain.as_str())
+        .collect();
+    d.sort();
+    d
+}
+
+#[test]
+fn one_listener_per_address_with_intersected_hosts() {
+    let s = snapshot(&format!(
+        "{GW}{SE}{}{}",
+        vs("edge", "a", "[a.example.com]", "[gw]", ROUTE),
+        vs("edge", "all", "[\"*\"]", "[edge/gw]", ROUTE)
+    ));
+    assert_eq!(s.listeners.len(), 1);
+    assert_eq!(s.listeners[0].address, "0.0.0.0:8080".parse().unwrap());
+    // `*` intersected with the server's hosts gives the server's (more specific) names.
+    assert_eq!(
+        domains(&s),
+        vec!["*.example.com", "a.example.com", "local.internal"]
+    );
+}
+
+#[test]
+fn binding_needs_the_gateway_listed_and_a_visible_host() {
+    // Not listed (mesh only), wrong gateway name, and a namespace the server does not
+    // admit for local.internal: none bind.
+    let s = snapshot(&format!(
+        "{GW}{SE}{}{}{}",
+        vs("edge", "mesh", "[b.example.com]", "[mesh]", ROUTE),
+        vs("edge", "other", "[c.example.com]", "[othergw]", ROUTE),
+        vs("team", "team", "[local.internal]", "[edge/gw]", ROUTE)
+    ));
+    assert!(domains(&s).is_empty(), "{:?}", domains(&s));
+    // A VirtualService in another namespace names the gateway as ns/name.
+    let s = snapshot(&format!(
+        "{GW}{SE}{}",
+        vs("team", "t", "[t.example.com]", "[edge/gw]", ROUTE)
+    ));
+    assert_eq!(domains(&s), vec!["t.example.com"]);
+    // A short name is resolved in the VirtualService's own namespace.
+    let s = snapshot(&format!(
+        "{GW}{SE}{}",
+        vs("team", "t", "[t.example.com]", "[gw]", ROUTE)
+    ));
+    assert!(domains(&s).is_empty());
+}
+
+#[test]
+fn merged_virtual_services_keep_file_order_with_catch_alls_last() {
+    let s = snapshot(&format!(
+        "{GW}{SE}{}{}",
+        vs("edge", "first", "[a.example.com]", "[gw]", "  - route: [{destination: {host: reviews, subset: v1}}]\n"),
+        vs("edge", "second", "[a.example.com]", "[gw]", "  - match: [{uri: {prefix: /x}}]\n    route: [{destination: {host: reviews, subset: v2}}]\n")
+    ));
+    let routes: Vec<&str> = s.listeners[0].routes.vhosts[0]
+        .routes
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(
+        routes,
+        vec![
+            "VirtualService edge/second http[0]",
+            "VirtualService edge/first http[0]"
+        ]
+    );
+}
+
+#[test]
+fn per_match_gateways_narrow_a_rule() {
+    let http = "  - match: [{uri: {prefix: /only-mesh}, gateways: [mesh]}]\n    route: [{destination: {host: reviews}}]\n  - match: [{uri: {prefix: /both}, gateways: [mesh, gw]}, {uri: {prefix: /mesh2}, gateways: [mesh]}]\n    route: [{destination: {host: reviews}}]\n";
+    let s = snapshot(&format!(
+        "{GW}{SE}{}",
+        vs("edge", "v", "[a.example.com]", "[gw, mesh]", http)
+    ));
+    let routes = &s.listeners[0].routes.vhosts[0].routes;
+    assert_eq!(routes.len(), 1);
+    assert_eq!(routes[0].matches.len(), 1);
+    assert_eq!(routes[0].name, "VirtualService edge/v http[1]");
+}
+
+#[test]
+fn clusters_resolve_hosts_subsets_and_target_ports() {
+    let http = "  - route:\n    - {destination: {host: reviews, subset: v1}, weight: 80}\n    - {destination: {host: reviews.edge.svc.cluster.local, subset: v2}, weight: 20}\n  - route: [{destination: {host: reviews, subset: v9}}]\n  - route: [{destination: {host: nowhere}}]\n";
+    let s = snapshot(&format!(
+        "{GW}{SE}{}",
+        vs("edge", "v", "[a.example.com]", "[gw]", http)
+    ));
+    let v1 = &s.clusters["outbound|9080|v1|reviews.edge.svc.cluster.local"];
+    assert_eq!(v1.endpoints.len(), 1);
+    assert_eq!(
+        v1.endpoints[0].address,
+        "127.0.0.1:9081".parse().unwrap(),
+        "port from the endpoint's ports map"
+    );
+    let v2 = &s.clusters["outbound|9080|v2|reviews.edge.svc.cluster.local"];
+    assert_eq!(
+        v2.endpoints[0].address,
+        "127.0.0.2:9080".parse().unwrap(),
+        "else the service port"
+    );
+    assert!(
+        !s.clusters
+            .contains_key("outbound|9080|v9|reviews.edge.svc.cluster.local"),
+        "undefined subset: NC"
+    );
+    assert_eq!(s.clusters.len(), 2);
+    let RouteAction::Forward(w) = &s.listeners[0].routes.vhosts[0].routes[0].action else {
+        panic!()
+    };
+    assert_eq!(w.total, 100);
+}
+
+#[test]
+fn workload_entries_selected_by_labels() {
+    let text = format!(
+        "{GW}---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: vm, namespace: edge}}\nspec:\n  hosts: [vm.internal]\n  ports: [{{number: 80, name: http, protocol: HTTP, targetPort: 8000}}]\n  resolution: STATIC\n  workloadSelector: {{labels: {{app: vm}}}}\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: vm1, namespace: edge}}\nspec: {{address: 127.0.0.5, labels: {{app: vm}}}}\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: other, namespace: edge}}\nspec: {{address: 127.0.0.6, labels: {{app: other}}}}\n{}",
+        vs("edge", "v", "[a.example.com]", "[gw]", "  - route: [{destination: {host: vm.internal}}]\n")
+    );
+    let s = snapshot(&text);
+    let c = &s.clusters["outbound|80||vm.internal"];
+    let addrs: Vec<String> = c.endpoints.iter().map(|e| e.address.to_string()).collect();
+    assert_eq!(addrs, vec!["127.0.0.5:8000"]);
+}
+
+#[test]
+fn gateways_of_other_instances_and_other_protocols_get_no_listener() {
+    let text = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: eg}\nspec:\n  selector: {istio: egressgateway}\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"*\"]\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: tcp}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n  - port: {number: 31400, name: tcp, protocol: TCP}\n    hosts: [\"*\"]\n";
+    let s = snapshot(text);
+    assert!(s.listeners.is_empty());
+    assert!(
+        s.notes
+            .iter()
+            .any(|n| n.contains("protocol TCP is not served yet")),
+        "{:?}",
+        s.notes
+    );
+}
