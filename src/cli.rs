@@ -96,11 +96,9 @@ pub fn run(cli: Cli) -> i32 {
                         .and_then(|m| m.admin_address.clone())
                 })
                 .unwrap_or_else(|| config::DEFAULT_ADMIN_ADDRESS.to_string());
-            eprintln!(
-                "meshgate: configuration is valid, but serving traffic is not implemented yet \
-                 (admin would be {admin}); use `meshgate validate`"
-            );
-            2
+            let labels = checked.config.instance_labels(&args.labels);
+            let snapshot = crate::snapshot::compile(&checked.config, &labels);
+            crate::server::serve(snapshot, &admin)
         }
     }
 }

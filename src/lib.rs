@@ -3,8 +3,14 @@
 //!
 //! Layout follows the path configuration and requests take:
 //! - [`config`]: Istio YAML → typed model → validation → analysis.
+//! - [`snapshot`]: the validated config compiled into listeners, route tables, clusters.
+//! - [`proxy`]: the HTTP pipeline on Pingora's `ProxyHttp` hooks.
+//! - [`admin`]: readiness and config dump; [`server`]: assembles the Pingora server.
 //! - [`cli`]: the command line (`validate`, `run`, `version`).
 
+pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod proxy;
+pub mod server;
 pub mod snapshot;

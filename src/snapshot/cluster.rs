@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 #[derive(Debug, Serialize)]
 pub struct Endpoint {
     pub address: SocketAddr,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub labels: Vec<(String, String)>,
+    #[serde(skip_serializing_if = "OrderedMap::is_empty")]
+    pub labels: OrderedMap<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -109,7 +109,7 @@ pub fn endpoints(
                 for a in resolve(host, port.number as u16) {
                     out.push(Endpoint {
                         address: a,
-                        labels: Vec::new(),
+                        labels: OrderedMap::default(),
                     });
                 }
             }
@@ -123,7 +123,7 @@ pub fn endpoints(
                 for a in resolve(addr, target(we)) {
                     out.push(Endpoint {
                         address: a,
-                        labels: we.labels.0.clone(),
+                        labels: we.labels.clone(),
                     });
                 }
             }
@@ -142,7 +142,7 @@ mod tests {
     fn round_robin_skips_tried_endpoints() {
         let ep = |p: u16| Endpoint {
             address: SocketAddr::from(([127, 0, 0, 1], p)),
-            labels: vec![],
+            labels: OrderedMap::default(),
         };
         let c = Cluster::new("c".into(), vec![ep(1), ep(2), ep(3)]);
         let seq: Vec<u16> = (0..6)
