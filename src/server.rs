@@ -30,6 +30,17 @@ pub fn serve(snapshot: Snapshot, admin: &str) -> ! {
         .iter()
         .map(|l| l.address.to_string())
         .collect();
+    // Pingora keeps running when a bind fails; refuse to start instead, naming the address.
+    for addr in listeners
+        .iter()
+        .map(String::as_str)
+        .chain(std::iter::once(admin))
+    {
+        if let Err(e) = std::net::TcpListener::bind(addr) {
+            eprintln!("meshgate: cannot listen on {addr}: {e}");
+            std::process::exit(1);
+        }
+    }
     for n in &snapshot.notes {
         eprintln!("meshgate: note: {n}");
     }

@@ -20,6 +20,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Envoy's default limit on the total size of request headers (`max_request_headers_kb`).
+const MAX_REQUEST_HEADERS_BYTES: usize = 60 * 1024;
+/// Envoy's default limit on the number of request headers (`max_headers_count`).
+const MAX_REQUEST_HEADERS: usize = 100;
+
 /// Istio's default upstream connect timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -119,6 +124,16 @@ impl ProxyHttp for GatewayProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        let headers = &session.req_header().headers;
+        let size: usize = headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum();
+        if size > MAX_REQUEST_HEADERS_BYTES || headers.len() > MAX_REQUEST_HEADERS {
+            session.set_keepalive(None);
+            local_reply(session, 431, b"").await?;
+            return Ok(true);
+        }
         let snap = self.snapshot.load_full();
         let local = session
             .server_addr()

@@ -100,3 +100,4 @@ pub fn warning_lines(stderr: &str) -> Vec<&str> {
         .filter(|l| l.contains(": warning: "))
         .collect()
 }
+pub mod net;

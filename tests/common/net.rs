@@ -1,0 +1,295 @@
+//! Real network peers for gateway tests: HTTP/1.1 upstream servers on 127.0.0.1, a raw
+//! HTTP/1.1 client, and the `meshgate run` process itself.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A request as an upstream saw it.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body_len: usize,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An HTTP/1.1 server answering `200` with body `<name>` and header `x-upstream: <name>`,
+/// keeping every request it saw.
+pub struct Upstream {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    pub hits: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    pub fn start(name: &str) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (n, s, h) = (name.to_string(), seen.clone(), hits.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (n, s, h) = (n.clone(), s.clone(), h.clone());
+                std::thread::spawn(move || serve_conn(conn, &n, &s, &h));
+            }
+        });
+        Upstream {
+            name: name.to_string(),
+            addr,
+            seen,
+            hits,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn count(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+fn serve_conn(conn: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>, hits: &AtomicUsize) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut w = conn.try_clone().unwrap();
+    let mut r = BufReader::new(conn);
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("").to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+        }
+        let get = |k: &str| {
+            headers
+                .iter()
+                .find(|(hk, _)| hk == k)
+                .map(|(_, v)| v.clone())
+        };
+        let mut body_len = 0;
+        if let Some(cl) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            let mut left = cl;
+            let mut buf = vec![0u8; 64 * 1024];
+            while left > 0 {
+                let n = r.read(&mut buf[..left.min(65536)]).unwrap_or(0);
+                if n == 0 {
+                    return;
+                }
+                left -= n;
+            }
+            body_len = cl;
+        } else if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            loop {
+                let mut size = String::new();
+                r.read_line(&mut size).unwrap_or(0);
+                let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                    .unwrap_or(0);
+                let mut chunk = vec![0u8; n + 2];
+                if r.read_exact(&mut chunk).is_err() {
+                    return;
+                }
+                if n == 0 {
+                    break;
+                }
+                body_len += n;
+            }
+        }
+        let close = get("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        seen.lock().unwrap().push(Seen {
+            method,
+            path,
+            headers,
+            body_len,
+        });
+        hits.fetch_add(1, Ordering::SeqCst);
+        let body = format!("{name} {body_len}");
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nx-upstream: {name}\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if w.write_all(resp.as_bytes()).is_err() || close {
+            return;
+        }
+    }
+}
+
+/// A response as a client sees it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends raw bytes and reads until the server closes; `None` when it closed without a
+/// response.
+pub fn raw(addr: SocketAddr, request: &[u8]) -> Option<Reply> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    let _ = s.write_all(request);
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse_reply(&buf)
+}
+
+fn parse_reply(buf: &[u8]) -> Option<Reply> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let mut lines = head.lines();
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect();
+    let mut body = buf[end + 4..].to_vec();
+    if let Some(cl) = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+    {
+        body.truncate(cl);
+    }
+    Some(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// `GET path` with a Host and extra headers, `Connection: close`.
+pub fn get(addr: SocketAddr, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    request(addr, "GET", host, path, headers, b"")
+}
+
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        req.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    raw(addr, &bytes).unwrap_or_else(|| panic!("no response to {method} {host}{path}"))
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `meshgate run`; killed when dropped.
+pub struct Gateway {
+    pub child: Child,
+    pub admin: SocketAddr,
+}
+
+impl Gateway {
+    /// Starts `meshgate run --config dir` and waits until `/ready` answers 200.
+    pub fn start(dir: &Path) -> Gateway {
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = std::fs::File::create(dir.join("meshgate.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_meshgate"))
+            .args(["run", "--config"])
+            .arg(dir.join("conf"))
+            .args(["--admin", &admin.to_string()])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start meshgate");
+        let mut gw = Gateway { child, admin };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(r) = raw(
+                admin,
+                b"GET /ready HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n",
+            ) {
+                if r.status == 200 {
+                    return gw;
+                }
+            }
+            if let Ok(Some(status)) = gw.child.try_wait() {
+                let log = std::fs::read_to_string(dir.join("meshgate.log")).unwrap_or_default();
+                panic!("meshgate exited ({status}) before ready:\n{log}");
+            }
+            assert!(Instant::now() < deadline, "meshgate not ready in time");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
