@@ -476,3 +476,43 @@ fn run_refuses_to_start_when_a_listener_port_is_taken() {
         "{stderr}"
     );
 }
+
+#[test]
+fn h2c_requests_run_the_same_routing() {
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let yaml = format!(
+        "{}{}{}{}",
+        gateway("gw", "[\"*\"]"),
+        service("a.internal", &[(&a, "")]),
+        service("b.internal", &[(&b, "")]),
+        vs(
+            "h2",
+            "[h2.example.com]",
+            "[gw]",
+            &format!(
+                "  - match: [{{uri: {{prefix: /b}}}}]\n{}  -\n{}",
+                to("b.internal"),
+                to("a.internal")
+            )
+        )
+    );
+    let (_gw, addr) = start("h2c", &yaml);
+    for (path, want) in [("/a", "a 0"), ("/b/x", "b 0")] {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "--http2-prior-knowledge",
+                "-w",
+                "\n%{http_version} %{http_code}",
+            ])
+            .arg(format!("http://h2.example.com:{}{path}", addr.port()))
+            .args([
+                "--resolve",
+                &format!("h2.example.com:{}:127.0.0.1", addr.port()),
+            ])
+            .output()
+            .expect("curl (installed by tests/setup.sh)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(text, format!("{want}\n2 200"), "{path}");
+    }
+}

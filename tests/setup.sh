@@ -7,6 +7,8 @@ need=()
 # pingora-core's zlib-ng build needs cmake.
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
+# Tests drive the gateway with curl too (HTTP/2 cleartext).
+command -v curl >/dev/null 2>&1 || need+=(curl)
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
