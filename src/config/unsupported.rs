@@ -112,6 +112,16 @@ const WORKLOAD_ENTRY: &[Rule] = &[
     ("spec.serviceAccount", "workload identities are not used"),
 ];
 
+const MESH_CONFIG: &[Rule] = &[
+    (
+        "spec.outboundTrafficPolicy",
+        "the egress role is not served yet",
+    ),
+    ("spec.accessLogFile", "access logs are not written yet"),
+    ("spec.accessLogEncoding", "access logs are not written yet"),
+    ("spec.accessLogFormat", "access logs are not written yet"),
+];
+
 /// Every unsupported field the document uses, as (concrete path, reason).
 pub fn find(kind: Kind, doc: &Value) -> Vec<(String, &'static str)> {
     let mut out = Vec::new();
@@ -137,7 +147,7 @@ pub fn find(kind: Kind, doc: &Value) -> Vec<(String, &'static str)> {
         }
         Kind::ServiceEntry => SERVICE_ENTRY.iter().for_each(|(p, w)| check(p, w)),
         Kind::WorkloadEntry => WORKLOAD_ENTRY.iter().for_each(|(p, w)| check(p, w)),
-        Kind::MeshConfig => {}
+        Kind::MeshConfig => MESH_CONFIG.iter().for_each(|(p, w)| check(p, w)),
     }
     out
 }

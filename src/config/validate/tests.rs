@@ -685,6 +685,14 @@ fn mesh_config() {
     };
     let e = errors(&mc("  adminAddress: 127.0.0.1:15000\n  defaultBindAddress: \"::\"\n  outboundTrafficPolicy: {mode: REGISTRY_ONLY}"));
     assert!(e.is_empty(), "{e:?}");
+    let w = warnings(&mc(
+        "  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n  accessLogFile: /dev/stdout",
+    ));
+    assert!(
+        w.iter()
+            .any(|l| l.starts_with("spec.accessLogFile: not supported by meshgate")),
+        "{w:?}"
+    );
     let e = errors(&mc("  adminAddress: localhost"));
     assert!(
         e.iter().any(|l| l.starts_with("spec.adminAddress: ")),
