@@ -420,49 +420,29 @@ fn http_route(p: &str, r: &HttpRoute, delegate: bool, f: &mut Findings) {
                 "root HTTP route must not specify route",
             );
         }
-    } else if r.redirect.is_some() {
-        if !r.route.is_empty() {
-            f.error(
-                format!("{p}.redirect"),
-                "HTTP route cannot contain both route and redirect",
-            );
-        }
-        if r.fault.is_some() {
-            f.error(
-                format!("{p}.redirect"),
-                "HTTP route cannot contain both fault and redirect",
-            );
-        }
-        if r.rewrite.is_some() {
-            f.error(
-                format!("{p}.redirect"),
-                "HTTP route rule cannot contain both rewrite and redirect",
-            );
-        }
-        if r.direct_response.is_some() {
-            f.error(
-                format!("{p}.redirect"),
-                "HTTP route rule cannot contain both direct_response and redirect",
-            );
-        }
-    } else if r.direct_response.is_some() {
-        if !r.route.is_empty() {
-            f.error(
-                format!("{p}.directResponse"),
-                "HTTP route cannot contain both route and direct_response",
-            );
-        }
-        if r.fault.is_some() {
-            f.error(
-                format!("{p}.directResponse"),
-                "HTTP route cannot contain both fault and direct_response",
-            );
-        }
-        if r.rewrite.is_some() {
-            f.error(
-                format!("{p}.directResponse"),
-                "HTTP route rule cannot contain both rewrite and direct_response",
-            );
+    } else if r.redirect.is_some() || r.direct_response.is_some() {
+        // A redirect or direct response answers at the gateway: nothing else may apply.
+        let (action, field) = if r.redirect.is_some() {
+            ("redirect", "redirect")
+        } else {
+            ("direct_response", "directResponse")
+        };
+        let others = [
+            ("route", !r.route.is_empty()),
+            ("fault", r.fault.is_some()),
+            ("rewrite", r.rewrite.is_some()),
+            (
+                "direct_response",
+                r.redirect.is_some() && r.direct_response.is_some(),
+            ),
+        ];
+        for (other, present) in others {
+            if present {
+                f.error(
+                    format!("{p}.{field}"),
+                    format!("HTTP route cannot contain both {other} and {action}"),
+                );
+            }
         }
     } else if r.route.is_empty() {
         f.error(p, "HTTP route, redirect or direct_response is required");
