@@ -68,7 +68,7 @@ pub fn config_dump(s: &Snapshot) -> Value {
                 "virtual_hosts": l.routes.vhosts.iter().map(|v| json!({
                     "domain": v.domain,
                     "routes": v.routes.iter().map(|r| json!({
-                        "name": r.name,
+                        "name": &*r.name,
                         "match": r.matches.iter().map(|m| m.describe()).collect::<Vec<_>>(),
                         "action": match &r.action {
                             RouteAction::Forward(w) => json!({"weighted_clusters": w.clusters}),

@@ -374,6 +374,17 @@ fn forwarding_headers_large_bodies_and_bad_requests() {
     );
     assert_eq!(up.last().header("x-request-id"), Some("keep-me"));
 
+    // Upstream connections are kept alive and reused across client connections.
+    let conns_before = up.conns.load(std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..20 {
+        assert_eq!(get(addr, "httpbin.example.com", "/get", &[]).status, 200);
+    }
+    let opened = up.conns.load(std::sync::atomic::Ordering::SeqCst) - conns_before;
+    assert!(
+        opened <= 2,
+        "20 requests opened {opened} upstream connections"
+    );
+
     // A large POST body reaches the upstream whole.
     let big = vec![b'x'; 8 * 1024 * 1024];
     let r = request(addr, "POST", "httpbin.example.com", "/post", &[], &big);

@@ -68,5 +68,5 @@ pub struct RequestContext {
     /// Connection attempts that failed.
     pub connect_failures: u32,
     pub flags: ResponseFlags,
-    pub route_name: Option<String>,
+    pub route_name: Option<Arc<str>>,
 }

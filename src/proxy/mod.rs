@@ -188,7 +188,7 @@ impl ProxyHttp for GatewayProxy {
                     }
                     RouteAction::Forward(w) => (
                         route.name.clone(),
-                        Ok(w.pick(self.random()).map(str::to_string)),
+                        Ok(w.pick_cluster(self.random()).cloned()),
                     ),
                 })
         };
@@ -198,15 +198,15 @@ impl ProxyHttp for GatewayProxy {
             return Ok(true);
         };
         ctx.route_name = Some(route_name);
-        let cluster_name = match action {
+        let cluster = match action {
             Err((status, body)) => {
                 ctx.flags.insert(ResponseFlags::DR);
                 local_reply(session, status, &body).await?;
                 return Ok(true);
             }
-            Ok(name) => name,
+            Ok(cluster) => cluster,
         };
-        let Some(cluster) = cluster_name.and_then(|n| snap.clusters.get(&n).cloned()) else {
+        let Some(cluster) = cluster else {
             ctx.flags.insert(ResponseFlags::NC);
             local_reply(session, 503, b"").await?;
             return Ok(true);

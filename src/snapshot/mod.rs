@@ -104,7 +104,16 @@ pub fn compile(c: &Config, labels: &[(String, String)]) -> Snapshot {
     }
 
     for (address, servers) in by_addr {
-        let vhosts = virtual_hosts(c, &servers, &mut snap);
+        let mut vhosts = virtual_hosts(c, &servers, &mut snap);
+        for route in vhosts.iter_mut().flat_map(|v| v.routes.iter_mut()) {
+            if let RouteAction::Forward(w) = &mut route.action {
+                w.resolved = w
+                    .clusters
+                    .iter()
+                    .map(|(name, _)| snap.clusters.get(name).cloned())
+                    .collect();
+            }
+        }
         snap.listeners.push(Listener {
             address,
             servers: servers
@@ -263,7 +272,7 @@ fn http_routes(
             continue;
         };
         out.push(Route {
-            name,
+            name: name.into(),
             matches,
             action,
         });

@@ -1,9 +1,11 @@
 //! Virtual-host selection and weighted destinations: Envoy's domain matching as Istio
 //! configures it, and Istio's weight semantics. Pure logic.
 
+use super::cluster::Cluster;
 use super::matcher::{RequestMatch, RequestView};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What a matched route does.
 #[derive(Debug)]
@@ -17,7 +19,7 @@ pub enum RouteAction {
 #[derive(Debug)]
 pub struct Route {
     /// `VirtualService ns/name http[i]` (or the rule's name), for the config dump and logs.
-    pub name: String,
+    pub name: Arc<str>,
     /// ORed; empty matches every request.
     pub matches: Vec<RequestMatch>,
     pub action: RouteAction,
@@ -35,6 +37,11 @@ impl Route {
 pub struct WeightedClusters {
     pub clusters: Vec<(String, u32)>,
     pub total: u32,
+    /// The clusters themselves, parallel to `clusters`; `None` where the name resolves to
+    /// no cluster (503 NC). Filled once the snapshot's clusters exist, so a request does
+    /// no look-up.
+    #[serde(skip)]
+    pub resolved: Vec<Option<Arc<Cluster>>>,
 }
 
 impl WeightedClusters {
@@ -45,22 +52,39 @@ impl WeightedClusters {
             clusters
         };
         let total = clusters.iter().map(|(_, w)| *w).sum();
-        WeightedClusters { clusters, total }
+        WeightedClusters {
+            clusters,
+            total,
+            resolved: Vec::new(),
+        }
     }
 
-    /// The cluster for a random number `r` (any u64; it is reduced modulo the total).
-    pub fn pick(&self, r: u64) -> Option<&str> {
+    /// The index of the destination for a random number `r` (any u64; reduced modulo
+    /// the total weight).
+    pub fn pick_index(&self, r: u64) -> Option<usize> {
         if self.total == 0 {
             return None;
         }
         let mut x = (r % u64::from(self.total)) as u32;
-        for (name, w) in &self.clusters {
+        for (i, (_, w)) in self.clusters.iter().enumerate() {
             if x < *w {
-                return Some(name);
+                return Some(i);
             }
             x -= w;
         }
         None
+    }
+
+    /// The cluster name for a random number `r`.
+    pub fn pick(&self, r: u64) -> Option<&str> {
+        self.pick_index(r).map(|i| self.clusters[i].0.as_str())
+    }
+
+    /// The resolved cluster for a random number `r` (`None`: no such cluster).
+    pub fn pick_cluster(&self, r: u64) -> Option<&Arc<Cluster>> {
+        self.pick_index(r)
+            .and_then(|i| self.resolved.get(i))
+            .and_then(Option::as_ref)
     }
 }
 

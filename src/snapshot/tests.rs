@@ -85,7 +85,7 @@ fn merged_virtual_services_keep_file_order_with_catch_alls_last() {
     let routes: Vec<&str> = s.listeners[0].routes.vhosts[0]
         .routes
         .iter()
-        .map(|r| r.name.as_str())
+        .map(|r| &*r.name)
         .collect();
     assert_eq!(
         routes,
@@ -106,7 +106,7 @@ fn per_match_gateways_narrow_a_rule() {
     let routes = &s.listeners[0].routes.vhosts[0].routes;
     assert_eq!(routes.len(), 1);
     assert_eq!(routes[0].matches.len(), 1);
-    assert_eq!(routes[0].name, "VirtualService edge/v http[1]");
+    assert_eq!(&*routes[0].name, "VirtualService edge/v http[1]");
 }
 
 #[test]

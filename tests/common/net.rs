@@ -35,6 +35,8 @@ pub struct Upstream {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
     pub hits: Arc<AtomicUsize>,
+    /// TCP connections accepted (to tell reuse from reconnecting).
+    pub conns: Arc<AtomicUsize>,
 }
 
 impl Upstream {
@@ -43,9 +45,11 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let hits = Arc::new(AtomicUsize::new(0));
-        let (n, s, h) = (name.to_string(), seen.clone(), hits.clone());
+        let conns = Arc::new(AtomicUsize::new(0));
+        let (n, s, h, c) = (name.to_string(), seen.clone(), hits.clone(), conns.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
+                c.fetch_add(1, Ordering::SeqCst);
                 let (n, s, h) = (n.clone(), s.clone(), h.clone());
                 std::thread::spawn(move || serve_conn(conn, &n, &s, &h));
             }
@@ -55,6 +59,7 @@ impl Upstream {
             addr,
             seen,
             hits,
+            conns,
         }
     }
 
