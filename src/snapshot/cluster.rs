@@ -141,8 +141,16 @@ mod tests {
     #[test]
     fn dns_names_are_resolved_at_load() {
         let addrs = resolve("localhost", 8080);
-        assert!(addrs.iter().any(|a| a.ip().is_loopback() && a.port() == 8080), "{addrs:?}");
-        assert_eq!(resolve("10.1.2.3", 80), vec![SocketAddr::from(([10, 1, 2, 3], 80))]);
+        assert!(
+            addrs
+                .iter()
+                .any(|a| a.ip().is_loopback() && a.port() == 8080),
+            "{addrs:?}"
+        );
+        assert_eq!(
+            resolve("10.1.2.3", 80),
+            vec![SocketAddr::from(([10, 1, 2, 3], 80))]
+        );
         assert!(resolve("no-such-host.invalid", 80).is_empty());
     }
 
