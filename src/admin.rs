@@ -9,10 +9,11 @@ use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::TcpStream;
 
 pub struct AdminApp {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
@@ -29,21 +30,30 @@ impl AdminApp {
 
     /// Ready once a connection to every listener succeeds (a wildcard bind is probed on
     /// loopback). Checked until it first holds, then remembered.
-    fn is_ready(&self) -> bool {
+    async fn is_ready(&self) -> bool {
         if self.ready.load(Ordering::Relaxed) {
             return true;
         }
-        let snap = self.snapshot.load();
-        let all = snap.listeners.iter().all(|l| {
-            let mut a = l.address;
+        let addrs: Vec<SocketAddr> = self
+            .snapshot
+            .load()
+            .listeners
+            .iter()
+            .map(|l| l.address)
+            .collect();
+        let mut all = true;
+        for mut a in addrs {
             if a.ip().is_unspecified() {
                 a.set_ip(match a.ip() {
                     IpAddr::V4(_) => IpAddr::from([127, 0, 0, 1]),
                     IpAddr::V6(_) => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
                 });
             }
-            probe(a)
-        });
+            if !probe(a).await {
+                all = false;
+                break;
+            }
+        }
         if all {
             self.ready.store(true, Ordering::Relaxed);
         }
@@ -51,8 +61,11 @@ impl AdminApp {
     }
 }
 
-fn probe(a: SocketAddr) -> bool {
-    TcpStream::connect_timeout(&a, Duration::from_millis(200)).is_ok()
+async fn probe(a: SocketAddr) -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(a)).await,
+        Ok(Ok(_))
+    )
 }
 
 /// The snapshot as JSON: listeners with their virtual hosts and routes in order, and
@@ -105,7 +118,7 @@ impl ServeHttp for AdminApp {
         let path = session.req_header().uri.path().to_string();
         match path.as_str() {
             "/ready" => {
-                if self.is_ready() {
+                if self.is_ready().await {
                     response(200, "text/plain", b"LIVE\n".to_vec())
                 } else {
                     response(503, "text/plain", b"PRE_INITIALIZING\n".to_vec())
