@@ -70,3 +70,18 @@ pub struct RequestContext {
     pub flags: ResponseFlags,
     pub route_name: Option<Arc<str>>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ResponseFlags;
+
+    #[test]
+    fn flags_print_as_envoy_does() {
+        let mut f = ResponseFlags::default();
+        assert_eq!(f.as_envoy(), "-");
+        f.insert(ResponseFlags::URX);
+        f.insert(ResponseFlags::UF);
+        assert_eq!(f.as_envoy(), "UF,URX");
+        assert!(f.contains(ResponseFlags::UF) && !f.contains(ResponseFlags::NR));
+    }
+}
