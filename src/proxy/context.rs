@@ -1,7 +1,6 @@
 //! Per-request state carried through the pipeline's phases.
 
 use crate::snapshot::cluster::Cluster;
-use crate::snapshot::Snapshot;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -60,8 +59,6 @@ pub const DEFAULT_RETRIES: u32 = 2;
 
 #[derive(Default)]
 pub struct RequestContext {
-    /// The snapshot this request was routed with (kept so a reload mid-request is harmless).
-    pub snapshot: Option<Arc<Snapshot>>,
     pub cluster: Option<Arc<Cluster>>,
     /// Endpoints already attempted, so retries go elsewhere.
     pub tried: Vec<SocketAddr>,

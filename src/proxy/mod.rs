@@ -216,8 +216,8 @@ impl ProxyHttp for GatewayProxy {
             local_reply(session, 503, BODY_NO_HEALTHY_UPSTREAM.as_bytes()).await?;
             return Ok(true);
         }
+        // The cluster is an Arc: it outlives a reload that swaps the snapshot mid-request.
         ctx.cluster = Some(cluster);
-        ctx.snapshot = Some(snap);
         Ok(false)
     }
 

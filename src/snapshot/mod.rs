@@ -52,6 +52,9 @@ impl Snapshot {
     }
 }
 
+/// A Gateway as (namespace, name).
+type GatewayKey<'a> = (&'a str, &'a str);
+
 /// Plain-text HTTP protocols a Gateway server may name.
 fn is_plain_http(protocol: &str) -> bool {
     matches!(
@@ -104,16 +107,7 @@ pub fn compile(c: &Config, labels: &[(String, String)]) -> Snapshot {
     }
 
     for (address, servers) in by_addr {
-        let mut vhosts = virtual_hosts(c, &servers, &mut snap);
-        for route in vhosts.iter_mut().flat_map(|v| v.routes.iter_mut()) {
-            if let RouteAction::Forward(w) = &mut route.action {
-                w.resolved = w
-                    .clusters
-                    .iter()
-                    .map(|(name, _)| snap.clusters.get(name).cloned())
-                    .collect();
-            }
-        }
+        let vhosts = virtual_hosts(c, &servers, &mut snap);
         snap.listeners.push(Listener {
             address,
             servers: servers
@@ -134,8 +128,11 @@ fn virtual_hosts(
     servers: &[(&Resource, usize, &Server)],
     snap: &mut Snapshot,
 ) -> Vec<VirtualHost> {
-    let mut domains: Vec<(String, Vec<Route>)> = Vec::new();
+    let mut domains: Vec<(String, Vec<Arc<Route>>)> = Vec::new();
     let mut added: Vec<(String, usize)> = Vec::new();
+    // A VirtualService's routes as one Gateway sees them, compiled once however many
+    // of its hosts become virtual hosts.
+    let mut compiled: HashMap<(usize, GatewayKey), Vec<Arc<Route>>> = HashMap::new();
     for (gw, _, server) in servers {
         let gw_key = (gw.namespace.as_str(), gw.name.as_str());
         for (vi, vr) in c.resources.iter().enumerate() {
@@ -178,7 +175,15 @@ fn virtual_hosts(
                     continue;
                 }
                 added.push((h.clone(), vi));
-                let routes = http_routes(c, vr, vs, gw_key, snap);
+                let routes = compiled
+                    .entry((vi, gw_key))
+                    .or_insert_with(|| {
+                        http_routes(c, vr, vs, gw_key, snap)
+                            .into_iter()
+                            .map(Arc::new)
+                            .collect()
+                    })
+                    .clone();
                 match domains.iter_mut().find(|(d, _)| *d == h) {
                     Some((_, rs)) => rs.extend(routes),
                     None => domains.push((h, routes)),
@@ -189,7 +194,7 @@ fn virtual_hosts(
     domains
         .into_iter()
         .map(|(domain, routes)| {
-            let (mut specific, catch_all): (Vec<Route>, Vec<Route>) =
+            let (mut specific, catch_all): (Vec<Arc<Route>>, Vec<Arc<Route>>) =
                 routes.into_iter().partition(|r| !is_catch_all(r));
             specific.extend(catch_all);
             VirtualHost {
@@ -264,7 +269,13 @@ fn http_routes(
                 let cname = ensure_cluster(c, vr, dest, snap);
                 clusters.push((cname, d.weight.unwrap_or(0).max(0) as u32));
             }
-            RouteAction::Forward(WeightedClusters::new(clusters))
+            let mut weighted = WeightedClusters::new(clusters);
+            weighted.resolved = weighted
+                .clusters
+                .iter()
+                .map(|(name, _)| snap.clusters.get(name).cloned())
+                .collect();
+            RouteAction::Forward(weighted)
         } else {
             snap.notes.push(format!(
                 "{name}: redirect/delegate is not served yet; the rule is skipped"

@@ -38,8 +38,7 @@ pub struct WeightedClusters {
     pub clusters: Vec<(String, u32)>,
     pub total: u32,
     /// The clusters themselves, parallel to `clusters`; `None` where the name resolves to
-    /// no cluster (503 NC). Filled once the snapshot's clusters exist, so a request does
-    /// no look-up.
+    /// no cluster (503 NC). Filled when the route is compiled, so a request does no look-up.
     #[serde(skip)]
     pub resolved: Vec<Option<Arc<Cluster>>>,
 }
@@ -92,7 +91,8 @@ impl WeightedClusters {
 pub struct VirtualHost {
     /// The domain this virtual host answers (`reviews.example.com`, `*.example.com`, `*`).
     pub domain: String,
-    pub routes: Vec<Route>,
+    /// Shared with other virtual hosts built from the same VirtualService.
+    pub routes: Vec<Arc<Route>>,
 }
 
 /// A listener's virtual hosts: exact domains, then the longest `*.suffix`, then `*`.

@@ -161,10 +161,7 @@ pub fn validate(namespace: &str, vs: &VirtualServiceSpec, f: &mut Findings) {
                 f,
             );
         }
-        if r.route.is_empty() {
-            f.error(format!("{p}.route"), "TLS route is required");
-        }
-        route_destinations(&p, &r.route, f);
+        route_destinations(&p, "TLS", &r.route, f);
     }
     for (i, r) in vs.tcp.iter().enumerate() {
         let p = format!("spec.tcp[{i}]");
@@ -179,10 +176,7 @@ pub fn validate(namespace: &str, vs: &VirtualServiceSpec, f: &mut Findings) {
                 f,
             );
         }
-        if r.route.is_empty() {
-            f.error(format!("{p}.route"), "TCP route is required");
-        }
-        route_destinations(&p, &r.route, f);
+        route_destinations(&p, "TCP", &r.route, f);
     }
     rules::export_to("spec.exportTo", namespace, &vs.export_to, false, f);
     unreachable_http(&vs.http, f);
@@ -298,7 +292,11 @@ fn l4_common(
     gateway_names(&format!("{p}.gateways"), gateways, f);
 }
 
-fn route_destinations(p: &str, route: &[RouteDestination], f: &mut Findings) {
+/// A TLS or TCP rule's `route`: required, destinations valid, weights not all zero.
+fn route_destinations(p: &str, kind: &str, route: &[RouteDestination], f: &mut Findings) {
+    if route.is_empty() {
+        f.error(format!("{p}.route"), format!("{kind} route is required"));
+    }
     let mut total: i64 = 0;
     for (i, d) in route.iter().enumerate() {
         let dp = format!("{p}.route[{i}]");
