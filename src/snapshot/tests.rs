@@ -166,3 +166,27 @@ fn gateways_of_other_instances_and_other_protocols_get_no_listener() {
         s.notes
     );
 }
+
+#[test]
+fn a_virtual_service_with_several_hosts_is_compiled_once() {
+    let s = snapshot(&format!(
+        "{GW}{SE}{}",
+        vs(
+            "edge",
+            "v",
+            "[a.example.com, b.example.com]",
+            "[gw]",
+            "  - match: [{uri: {regex: \"/r/.*\"}}]\n    route: [{destination: {host: reviews}}]\n"
+        )
+    ));
+    let vh = &s.listeners[0].routes.vhosts;
+    assert_eq!(vh.len(), 2);
+    assert!(Arc::ptr_eq(&vh[0].routes[0], &vh[1].routes[0]));
+    let RouteAction::Forward(w) = &vh[0].routes[0].action else {
+        panic!()
+    };
+    assert!(
+        w.resolved[0].is_some(),
+        "clusters are resolved when the route is compiled"
+    );
+}
