@@ -14,3 +14,4 @@ pub mod config;
 pub mod proxy;
 pub mod server;
 pub mod snapshot;
+pub mod tls;
