@@ -1,8 +1,10 @@
 //! The admin listener: `GET /ready` (200 once every gateway listener accepts
 //! connections, 503 before) and `GET /config_dump` (the active snapshot as JSON).
 
-use crate::snapshot::route_table::RouteAction;
-use crate::snapshot::Snapshot;
+use crate::snapshot::l4_route::L4Route;
+use crate::snapshot::route_table::{RouteAction, RouteTable};
+use crate::snapshot::sni_router::{ChainAction, Terminated};
+use crate::snapshot::{Protocol, Snapshot};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::Response;
@@ -68,30 +70,84 @@ async fn probe(a: SocketAddr) -> bool {
     )
 }
 
-/// The snapshot as JSON: listeners with their virtual hosts and routes in order, and
-/// clusters with their endpoints.
+fn route_table(t: &RouteTable) -> Value {
+    t.vhosts
+        .iter()
+        .map(|v| {
+            json!({
+                "domain": v.domain,
+                "https_redirect": v.https_redirect,
+                "routes": v.routes.iter().map(|r| json!({
+                    "name": &*r.name,
+                    "match": r.matches.iter().map(|m| m.describe()).collect::<Vec<_>>(),
+                    "action": match &r.action {
+                        RouteAction::Forward(w) => json!({"weighted_clusters": w.clusters}),
+                        RouteAction::DirectResponse { status, body } => json!({
+                            "direct_response": {"status": status, "body_bytes": body.len()}
+                        }),
+                    },
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
+
+fn l4_routes(routes: &[Arc<L4Route>]) -> Value {
+    routes
+        .iter()
+        .map(|r| json!({"name": &*r.name, "weighted_clusters": r.clusters.clusters}))
+        .collect()
+}
+
+/// The snapshot as JSON: listeners with their virtual hosts, filter chains or TCP routes
+/// in order, and clusters with their endpoints.
 pub fn config_dump(s: &Snapshot) -> Value {
     let listeners: Vec<Value> = s
         .listeners
         .iter()
         .map(|l| {
-            json!({
+            let mut v = json!({
                 "address": l.address.to_string(),
                 "servers": l.servers,
-                "virtual_hosts": l.routes.vhosts.iter().map(|v| json!({
-                    "domain": v.domain,
-                    "routes": v.routes.iter().map(|r| json!({
-                        "name": &*r.name,
-                        "match": r.matches.iter().map(|m| m.describe()).collect::<Vec<_>>(),
-                        "action": match &r.action {
-                            RouteAction::Forward(w) => json!({"weighted_clusters": w.clusters}),
-                            RouteAction::DirectResponse { status, body } => json!({
-                                "direct_response": {"status": status, "body_bytes": body.len()}
-                            }),
-                        },
-                    })).collect::<Vec<_>>(),
-                })).collect::<Vec<_>>(),
-            })
+            });
+            match &l.protocol {
+                Protocol::Http(t) => {
+                    v["protocol"] = json!("HTTP");
+                    v["virtual_hosts"] = route_table(t);
+                }
+                Protocol::Tcp(routes) => {
+                    v["protocol"] = json!("TCP");
+                    v["tcp_routes"] = l4_routes(routes);
+                }
+                Protocol::Tls(router) => {
+                    v["protocol"] = json!("TLS");
+                    v["filter_chains"] = router
+                        .chains
+                        .iter()
+                        .map(|c| {
+                            let mut cv = json!({"name": &*c.name, "server_names": c.server_names});
+                            match &c.action {
+                                ChainAction::Terminate { tls, inner } => {
+                                    cv["terminate"] = json!({
+                                        "certificate": tls.files.cert.display().to_string(),
+                                        "client_ca": tls.files.ca.as_ref().map(|p| p.display().to_string()),
+                                    });
+                                    match inner {
+                                        Terminated::Http(t) => cv["virtual_hosts"] = route_table(t),
+                                        Terminated::Tcp(r) => cv["tcp_routes"] = l4_routes(r),
+                                    }
+                                }
+                                ChainAction::Passthrough(r) => {
+                                    cv["passthrough"] = l4_routes(std::slice::from_ref(r));
+                                }
+                                ChainAction::AutoPassthrough => cv["auto_passthrough"] = json!(true),
+                            }
+                            cv
+                        })
+                        .collect();
+                }
+            }
+            v
         })
         .collect();
     let mut clusters: Vec<&str> = s.clusters.keys().map(String::as_str).collect();

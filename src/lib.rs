@@ -11,7 +11,9 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod listener;
 pub mod proxy;
+pub mod rng;
 pub mod server;
 pub mod snapshot;
 pub mod tls;

@@ -1,7 +1,9 @@
-//! Assembles the Pingora server: one HTTP proxy service listening on every gateway
-//! listener, and the admin listener. The snapshot lives behind an `ArcSwap` shared by both.
+//! Assembles the Pingora server: one service listening on every gateway listener (the
+//! listener layer hands HTTP to the proxy pipeline), and the admin listener. The snapshot
+//! lives behind an `ArcSwap` shared by both.
 
 use crate::admin::AdminApp;
+use crate::listener::ListenerApp;
 use crate::proxy::GatewayProxy;
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
@@ -10,6 +12,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::listening::Service;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Runs until the process is signalled; never returns.
 pub fn serve(snapshot: Snapshot, admin: &str) -> ! {
@@ -46,27 +49,47 @@ pub fn serve(snapshot: Snapshot, admin: &str) -> ! {
     }
     let shared = Arc::new(ArcSwap::from_pointee(snapshot));
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        GatewayProxy::new(shared.clone()),
-        "meshgate gateway",
-    );
+    let mut http =
+        pingora::proxy::http_proxy(&server.configuration, GatewayProxy::new(shared.clone()));
     let mut options = HttpServerOptions::default();
     options.h2c = true;
-    if let Some(logic) = proxy.app_logic_mut() {
-        logic.server_options = Some(options);
-    }
+    http.server_options = Some(options);
+    let mut gateway = Service::new(
+        "meshgate gateway".to_string(),
+        ListenerApp::new(shared.clone(), http),
+    );
     for addr in &listeners {
-        proxy.add_tcp(addr);
+        gateway.add_tcp(addr);
         eprintln!("meshgate: listening on {addr}");
     }
     if !listeners.is_empty() {
-        server.add_service(proxy);
+        server.add_service(gateway);
     }
+    credential_refresher(shared.clone());
 
     let mut admin_service = Service::new("meshgate admin".to_string(), AdminApp::new(shared));
     admin_service.add_tcp(admin);
     eprintln!("meshgate: admin on {admin}");
     server.add_service(admin_service);
     server.run_forever()
+}
+
+/// How often credential files are checked for changes.
+const CREDENTIAL_POLL: Duration = Duration::from_secs(1);
+
+/// Watches every terminating server's certificate, key and CA files; when they change,
+/// new handshakes use the new files. Unusable new files are logged and the previous
+/// credential stays in use.
+fn credential_refresher(shared: Arc<ArcSwap<Snapshot>>) {
+    std::thread::spawn(move || loop {
+        std::thread::sleep(CREDENTIAL_POLL);
+        let snap = shared.load_full();
+        for (server, tls) in snap.server_tls() {
+            match tls.refresh() {
+                Ok(true) => eprintln!("meshgate: {server}: credential reloaded"),
+                Ok(false) => {}
+                Err(e) => eprintln!("meshgate: {server}: {e}; keeping the previous credential"),
+            }
+        }
+    });
 }

@@ -4,6 +4,8 @@
 
 pub mod context;
 
+use crate::listener::tls_connection;
+use crate::rng::Rng;
 use crate::snapshot::matcher::RequestView;
 use crate::snapshot::route_table::RouteAction;
 use crate::snapshot::Snapshot;
@@ -16,7 +18,6 @@ use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::ErrorType;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,53 +31,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct GatewayProxy {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
-    /// Source of per-request randomness (weights, request ids): a counter run through
-    /// a mixer, cheap and lock-free.
-    seq: AtomicU64,
-    seed: u64,
+    /// Weighted picks and request ids.
+    rng: Rng,
 }
 
 impl GatewayProxy {
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> GatewayProxy {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
-            ^ u64::from(std::process::id()) << 32;
         GatewayProxy {
             snapshot,
-            seq: AtomicU64::new(0),
-            seed,
+            rng: Rng::new(),
         }
     }
-
-    fn random(&self) -> u64 {
-        splitmix64(
-            self.seed
-                .wrapping_add(self.seq.fetch_add(1, Ordering::Relaxed)),
-        )
-    }
-
-    /// A version-4 UUID, as Envoy generates for `x-request-id`.
-    fn request_id(&self) -> String {
-        let (a, b) = (self.random(), self.random());
-        let hi = (a & 0xffff_ffff_ffff_0fff) | 0x4000;
-        let lo = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-        format!(
-            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-            hi >> 32,
-            (hi >> 16) & 0xffff,
-            hi & 0xffff,
-            lo >> 48,
-            lo & 0xffff_ffff_ffff
-        )
-    }
-}
-
-fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// Envoy's local-reply bodies: they name the failure, never an address.
@@ -101,6 +66,23 @@ async fn local_reply(session: &mut Session, status: u16, body: &[u8]) -> Result<
             .await?;
     }
     Ok(())
+}
+
+/// What routing decided for a request.
+enum Decision {
+    /// `tls.httpsRedirect`: a 301 to this location.
+    Redirect(String),
+    /// `directResponse`.
+    Direct(u16, Vec<u8>),
+    /// A cluster (`None`: the destination resolves to no cluster, 503 NC).
+    Forward(Option<Arc<crate::snapshot::cluster::Cluster>>),
+}
+
+/// Envoy's `https_redirect`: same host without its port, same path and query.
+fn https_location(authority: &str, uri: &http::Uri) -> String {
+    let host = crate::snapshot::host_index::strip_port(authority);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    format!("https://{host}{path}")
 }
 
 fn is_connect_error(e: &Error) -> bool {
@@ -143,6 +125,9 @@ impl ProxyHttp for GatewayProxy {
             .client_addr()
             .and_then(|a| a.as_inet().map(|i| i.ip()));
 
+        let tls = tls_connection::of(session).cloned();
+        let scheme = if tls.is_some() { "https" } else { "http" };
+
         // Headers Envoy's gateway sets before routing.
         let req = session.req_header_mut();
         if let Some(ip) = client_ip {
@@ -156,11 +141,18 @@ impl ProxyHttp for GatewayProxy {
             };
             req.insert_header("x-forwarded-for", xff)?;
         }
-        req.insert_header("x-forwarded-proto", "http")?;
+        req.insert_header("x-forwarded-proto", scheme)?;
         if req.headers.get("x-request-id").is_none() {
-            req.insert_header("x-request-id", self.request_id())?;
+            req.insert_header("x-request-id", self.rng.uuid())?;
+        }
+        // Istio's gateway default (SANITIZE_SET): a client's own x-forwarded-client-cert
+        // is dropped; a verified client certificate is described in a fresh one.
+        req.remove_header("x-forwarded-client-cert");
+        if let Some(peer) = tls.as_ref().and_then(|t| t.peer()) {
+            req.insert_header("x-forwarded-client-cert", peer.xfcc())?;
         }
 
+        let chain = tls.as_ref().map(|t| &*t.chain);
         let decision = {
             let req = session.req_header();
             let authority = req
@@ -174,37 +166,54 @@ impl ProxyHttp for GatewayProxy {
                 path: req.uri.path(),
                 query: req.uri.query(),
                 method: req.method.as_str(),
-                scheme: "http",
+                scheme,
                 authority,
                 port: local.port(),
                 header: &header,
             };
-            snap.listener_for(local)
-                .and_then(|l| l.routes.select(authority))
-                .and_then(|vh| vh.routes.iter().find(|r| r.matches(&view)))
-                .map(|route| match &route.action {
-                    RouteAction::DirectResponse { status, body } => {
-                        (route.name.clone(), Err((*status, body.clone())))
-                    }
-                    RouteAction::Forward(w) => (
-                        route.name.clone(),
-                        Ok(w.pick_cluster(self.random()).cloned()),
-                    ),
-                })
+            let vhost = snap
+                .listener_for(local)
+                .and_then(|l| l.http_routes(chain))
+                .and_then(|t| t.select(authority));
+            match vhost {
+                Some(vh) if vh.https_redirect && tls.is_none() => Some((
+                    None,
+                    Decision::Redirect(https_location(authority, &req.uri)),
+                )),
+                Some(vh) => vh.routes.iter().find(|r| r.matches(&view)).map(|route| {
+                    let d = match &route.action {
+                        RouteAction::DirectResponse { status, body } => {
+                            Decision::Direct(*status, body.clone())
+                        }
+                        RouteAction::Forward(w) => {
+                            Decision::Forward(w.pick_cluster(self.rng.spread()).cloned())
+                        }
+                    };
+                    (Some(route.name.clone()), d)
+                }),
+                None => None,
+            }
         };
-        let Some((route_name, action)) = decision else {
+        let Some((route_name, decision)) = decision else {
             ctx.flags.insert(ResponseFlags::NR);
             local_reply(session, 404, b"").await?;
             return Ok(true);
         };
-        ctx.route_name = Some(route_name);
-        let cluster = match action {
-            Err((status, body)) => {
+        ctx.route_name = route_name;
+        let cluster = match decision {
+            Decision::Redirect(location) => {
+                let mut resp = ResponseHeader::build(301, Some(2))?;
+                resp.insert_header("location", location)?;
+                resp.insert_header("content-length", "0")?;
+                session.write_response_header(Box::new(resp), true).await?;
+                return Ok(true);
+            }
+            Decision::Direct(status, body) => {
                 ctx.flags.insert(ResponseFlags::DR);
                 local_reply(session, status, &body).await?;
                 return Ok(true);
             }
-            Ok(cluster) => cluster,
+            Decision::Forward(cluster) => cluster,
         };
         let Some(cluster) = cluster else {
             ctx.flags.insert(ResponseFlags::NC);

@@ -7,6 +7,7 @@ use crate::config::Config;
 use serde::Serialize;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 #[derive(Debug, Serialize)]
 pub struct Endpoint {
@@ -15,10 +16,17 @@ pub struct Endpoint {
     pub labels: OrderedMap<String>,
 }
 
+/// Istio's default `connectionPool.tcp.idleTimeout`.
+pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
 #[derive(Debug, Serialize)]
 pub struct Cluster {
     pub name: String,
     pub endpoints: Vec<Endpoint>,
+    /// DestinationRule `connectionPool.tcp.idleTimeout`: a proxied TCP connection with no
+    /// bytes either way for this long is closed.
+    #[serde(skip)]
+    pub tcp_idle_timeout: Duration,
     #[serde(skip)]
     next: AtomicUsize,
 }
@@ -33,6 +41,7 @@ impl Cluster {
         Cluster {
             name,
             endpoints,
+            tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
             next: AtomicUsize::new(0),
         }
     }
@@ -50,6 +59,37 @@ impl Cluster {
             .find(|e| !tried.contains(&e.address))
             .or_else(|| Some(&self.endpoints[start % n]))
     }
+}
+
+/// `connectionPool.tcp.idleTimeout` for `port` and `subset` of a DestinationRule: the
+/// subset's policy over the top-level one, port-level settings over either.
+pub fn tcp_idle_timeout(dr: Option<&DestinationRuleSpec>, subset: &str, port: u32) -> Duration {
+    let Some(dr) = dr else {
+        return DEFAULT_TCP_IDLE_TIMEOUT;
+    };
+    let subset_policy = dr
+        .subsets
+        .iter()
+        .find(|s| s.name == subset)
+        .and_then(|s| s.traffic_policy.as_ref());
+    let idle = |pool: Option<&ConnectionPoolSettings>| {
+        pool.and_then(|p| p.tcp.as_ref())
+            .and_then(|t| t.idle_timeout.as_deref())
+            .and_then(|d| crate::config::duration::parse(d).ok())
+    };
+    let from_policy = |tp: Option<&TrafficPolicy>| {
+        let tp = tp?;
+        let port_level = tp
+            .port_level_settings
+            .iter()
+            .flatten()
+            .find(|p| p.port.as_ref().is_some_and(|s| s.number == port))
+            .and_then(|p| idle(p.connection_pool.as_ref()));
+        port_level.or_else(|| idle(tp.connection_pool.as_ref()))
+    };
+    from_policy(subset_policy)
+        .or_else(|| from_policy(dr.traffic_policy.as_ref()))
+        .unwrap_or(DEFAULT_TCP_IDLE_TIMEOUT)
 }
 
 fn labels_match(selector: &OrderedMap<String>, labels: &OrderedMap<String>) -> bool {

@@ -3,8 +3,11 @@
 //! reload is one swap and the hot path takes no lock.
 
 pub mod cluster;
+pub mod host_index;
+pub mod l4_route;
 pub mod matcher;
 pub mod route_table;
+pub mod sni_router;
 
 use crate::config::host;
 use crate::config::model::*;
@@ -13,27 +16,60 @@ use crate::config::registry::{
 };
 use crate::config::resource::Resource;
 use crate::config::Config;
+use crate::tls::credentials::{credential_files, terminates};
+use crate::tls::server_tls::{ServerTls, ALPN_HTTP};
 use cluster::{cluster_name, Cluster};
+use l4_route::{L4Match, L4Route, Subnet};
 use matcher::RequestMatch;
 use route_table::{Route, RouteAction, RouteTable, VirtualHost, WeightedClusters};
+use sni_router::{ChainAction, FilterChain, SniRouter, Terminated};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-/// One listening socket and the virtual hosts of every Gateway server on it.
+/// What a listener speaks, decided by the protocols of the Gateway servers on its port.
+#[derive(Debug)]
+pub enum Protocol {
+    /// Plain-text HTTP/1.1 and h2c (HTTP, HTTP2, GRPC, GRPC-WEB servers).
+    Http(RouteTable),
+    /// HTTPS and TLS servers: filter chains chosen by SNI.
+    Tls(SniRouter),
+    /// TCP servers: VirtualService `tcp` routes.
+    Tcp(Vec<Arc<L4Route>>),
+}
+
+/// One listening socket and what every Gateway server on it asks for.
 #[derive(Debug)]
 pub struct Listener {
     pub address: SocketAddr,
     /// `Gateway ns/name servers[i]` that this listener serves.
     pub servers: Vec<String>,
-    pub routes: RouteTable,
+    pub protocol: Protocol,
+}
+
+impl Listener {
+    /// The HTTP routes for a request: the listener's own on a plain-text port, or those of
+    /// the terminating server (`chain`) that accepted the TLS connection.
+    pub fn http_routes(&self, chain: Option<&str>) -> Option<&RouteTable> {
+        match (&self.protocol, chain) {
+            (Protocol::Http(t), None) => Some(t),
+            (Protocol::Tls(r), Some(name)) => match &r.chain(name)?.action {
+                ChainAction::Terminate {
+                    inner: Terminated::Http(t),
+                    ..
+                } => Some(t),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub listeners: Vec<Listener>,
     pub clusters: HashMap<String, Arc<Cluster>>,
-    /// Things the snapshot leaves out, said once at load (e.g. protocols not served yet).
+    /// Things the snapshot leaves out, said once at load (servers taken out, rules skipped).
     pub notes: Vec<String>,
 }
 
@@ -50,17 +86,76 @@ impl Snapshot {
                     .find(|l| l.address.port() == local.port() && l.address.ip().is_unspecified())
             })
     }
+
+    /// Every terminating server's TLS, for the credential refresher.
+    pub fn server_tls(&self) -> impl Iterator<Item = (&str, &Arc<ServerTls>)> {
+        self.listeners.iter().flat_map(|l| match &l.protocol {
+            Protocol::Tls(r) => r
+                .chains
+                .iter()
+                .filter_map(|c| match &c.action {
+                    ChainAction::Terminate { tls, .. } => Some((&*c.name, tls)),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        })
+    }
 }
 
 /// A Gateway as (namespace, name).
 type GatewayKey<'a> = (&'a str, &'a str);
 
-/// Plain-text HTTP protocols a Gateway server may name.
-fn is_plain_http(protocol: &str) -> bool {
-    matches!(
-        protocol.to_ascii_uppercase().as_str(),
-        "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB"
-    )
+/// A Gateway server this instance serves: (Gateway, index in `servers`, server).
+type GatewayServer<'a> = (&'a Resource, usize, &'a Server);
+
+/// How a Gateway server handles its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServerKind {
+    Http,
+    /// SIMPLE / MUTUAL / OPTIONAL_MUTUAL; `http` for HTTPS, else TLS (then TCP routes).
+    Terminate {
+        http: bool,
+    },
+    Passthrough,
+    AutoPassthrough,
+    Tcp,
+}
+
+impl ServerKind {
+    fn is_tls(self) -> bool {
+        matches!(
+            self,
+            ServerKind::Terminate { .. } | ServerKind::Passthrough | ServerKind::AutoPassthrough
+        )
+    }
+}
+
+fn classify(s: &Server, protocol: &str) -> Result<ServerKind, String> {
+    match protocol.to_ascii_uppercase().as_str() {
+        "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB" => Ok(ServerKind::Http),
+        "TCP" | "MONGO" => Ok(ServerKind::Tcp),
+        p @ ("HTTPS" | "TLS") => {
+            let mode = s.tls.as_ref().map_or(
+                ServerTlsMode::Passthrough,
+                ServerTlsSettings::effective_mode,
+            );
+            match mode {
+                m if terminates(m) => Ok(ServerKind::Terminate { http: p == "HTTPS" }),
+                ServerTlsMode::Passthrough => Ok(ServerKind::Passthrough),
+                ServerTlsMode::AutoPassthrough => Ok(ServerKind::AutoPassthrough),
+                m => Err(format!(
+                    "TLS mode {} needs Istio's mesh certificates and is not served",
+                    m.as_str()
+                )),
+            }
+        }
+        other => Err(format!("protocol {other} is not served")),
+    }
+}
+
+fn server_label(g: &Resource, i: usize) -> String {
+    format!("Gateway {}/{} servers[{i}]", g.namespace, g.name)
 }
 
 /// Builds the snapshot for an instance with `labels` from a validated config.
@@ -73,7 +168,7 @@ pub fn compile(c: &Config, labels: &[(String, String)]) -> Snapshot {
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
 
     // Servers of the Gateways this instance serves, grouped by listening address.
-    let mut by_addr: BTreeMap<SocketAddr, Vec<(&Resource, usize, &Server)>> = BTreeMap::new();
+    let mut by_addr: BTreeMap<SocketAddr, Vec<(GatewayServer, ServerKind)>> = BTreeMap::new();
     for g in c.of_kind(Kind::Gateway) {
         let Spec::Gateway(gs) = &g.spec else { continue };
         if !selector_matches(&gs.selector, labels) {
@@ -81,19 +176,13 @@ pub fn compile(c: &Config, labels: &[(String, String)]) -> Snapshot {
         }
         for (i, s) in gs.servers.iter().enumerate() {
             let Some(port) = &s.port else { continue };
-            if !is_plain_http(&port.protocol) {
-                snap.notes.push(format!(
-                    "Gateway {}/{} servers[{i}]: protocol {} is not served yet",
-                    g.namespace, g.name, port.protocol
-                ));
-                continue;
-            }
-            if s.tls.as_ref().is_some_and(|t| t.https_redirect) {
-                snap.notes.push(format!(
-                    "Gateway {}/{} servers[{i}]: httpsRedirect is not served yet; plain HTTP is routed",
-                    g.namespace, g.name
-                ));
-            }
+            let kind = match classify(s, &port.protocol) {
+                Ok(k) => k,
+                Err(why) => {
+                    snap.notes.push(format!("{}: {why}", server_label(g, i)));
+                    continue;
+                }
+            };
             let ip = s
                 .bind
                 .as_deref()
@@ -102,74 +191,319 @@ pub fn compile(c: &Config, labels: &[(String, String)]) -> Snapshot {
             by_addr
                 .entry(SocketAddr::new(ip, port.number as u16))
                 .or_default()
-                .push((g, i, s));
+                .push(((g, i, s), kind));
         }
     }
 
     for (address, servers) in by_addr {
-        let vhosts = virtual_hosts(c, &servers, &mut snap);
+        // One protocol per port: TLS servers take it, else HTTP, else TCP.
+        let tls = servers.iter().any(|(_, k)| k.is_tls());
+        let http = servers.iter().any(|(_, k)| *k == ServerKind::Http);
+        let mut kept: Vec<(GatewayServer, ServerKind)> = Vec::new();
+        for (gs, k) in servers {
+            let fits = if tls {
+                k.is_tls()
+            } else if http {
+                k == ServerKind::Http
+            } else {
+                true
+            };
+            if fits {
+                kept.push((gs, k));
+            } else {
+                snap.notes.push(format!(
+                    "{}: port {} is taken by servers of another protocol; this server is out",
+                    server_label(gs.0, gs.1),
+                    address.port()
+                ));
+            }
+        }
+        let protocol = if tls {
+            let chains = kept
+                .iter()
+                .flat_map(|(gs, k)| filter_chains(c, *gs, *k, &mut snap))
+                .collect();
+            Protocol::Tls(SniRouter::new(chains))
+        } else if http {
+            let servers: Vec<GatewayServer> = kept.iter().map(|(gs, _)| *gs).collect();
+            Protocol::Http(RouteTable::new(virtual_hosts(c, &servers, &mut snap)))
+        } else {
+            let servers: Vec<GatewayServer> = kept.iter().map(|(gs, _)| *gs).collect();
+            Protocol::Tcp(tcp_routes(c, &servers, &mut snap))
+        };
         snap.listeners.push(Listener {
             address,
-            servers: servers
+            servers: kept
                 .iter()
-                .map(|(g, i, _)| format!("Gateway {}/{} servers[{i}]", g.namespace, g.name))
+                .map(|((g, i, _), _)| server_label(g, *i))
                 .collect(),
-            routes: RouteTable::new(vhosts),
+            protocol,
         });
     }
     snap
 }
 
+/// The filter chains one TLS server contributes to its port.
+fn filter_chains(
+    c: &Config,
+    (g, i, s): GatewayServer,
+    kind: ServerKind,
+    snap: &mut Snapshot,
+) -> Vec<FilterChain> {
+    let label = server_label(g, i);
+    let server_names: Vec<String> = s
+        .hosts
+        .iter()
+        .map(|h| host::split_namespace_host(h).1.to_ascii_lowercase())
+        .collect();
+    match kind {
+        ServerKind::Terminate { http } => {
+            let Some(tls) = &s.tls else { return vec![] };
+            let base = g.source.file.parent().unwrap_or(std::path::Path::new("."));
+            let alpn: &'static [&'static [u8]] = if http { ALPN_HTTP } else { &[] };
+            let server_tls = credential_files(tls, base, c.credentials_dir().as_deref())
+                .and_then(|files| ServerTls::new(files, tls, alpn));
+            let server_tls = match server_tls {
+                Ok(t) => Arc::new(t),
+                Err(e) => {
+                    snap.notes.push(format!("{label}: {e}; this server is out"));
+                    return vec![];
+                }
+            };
+            let inner = if http {
+                Terminated::Http(RouteTable::new(virtual_hosts(c, &[(g, i, s)], snap)))
+            } else {
+                Terminated::Tcp(tcp_routes(c, &[(g, i, s)], snap))
+            };
+            vec![FilterChain {
+                name: label.into(),
+                server_names,
+                action: ChainAction::Terminate {
+                    tls: server_tls,
+                    inner,
+                },
+            }]
+        }
+        ServerKind::AutoPassthrough => {
+            ensure_all_clusters(c, snap);
+            vec![FilterChain {
+                name: label.into(),
+                server_names,
+                action: ChainAction::AutoPassthrough,
+            }]
+        }
+        ServerKind::Passthrough => passthrough_chains(c, (g, i, s), snap),
+        ServerKind::Http | ServerKind::Tcp => vec![],
+    }
+}
+
+/// The VirtualServices bound to server `s` of Gateway `gw`: each with its index and the
+/// hosts it serves there (its hosts intersected with the server's visible hosts).
+fn bound_virtual_services<'a>(
+    c: &'a Config,
+    (gw, _, server): GatewayServer,
+) -> Vec<(usize, &'a Resource, &'a VirtualServiceSpec, Vec<String>)> {
+    let gw_key = (gw.namespace.as_str(), gw.name.as_str());
+    let mut out = Vec::new();
+    for (vi, vr) in c.resources.iter().enumerate() {
+        let Spec::VirtualService(vs) = &vr.spec else {
+            continue;
+        };
+        let bound = vs
+            .gateways
+            .iter()
+            .any(|g| gateway_ref(&vr.namespace, g) == gw_key);
+        if !bound {
+            continue;
+        }
+        let mut hosts: Vec<String> = Vec::new();
+        for h in &server.hosts {
+            let (ns, dns) = host::split_namespace_host(h);
+            let visible = match ns {
+                "*" => true,
+                "." => gw.namespace == vr.namespace,
+                other => other == vr.namespace,
+            };
+            if !visible {
+                continue;
+            }
+            for vh in &vs.hosts {
+                if let Some(h) = host::host_intersection(dns, vh) {
+                    let h = h.to_ascii_lowercase();
+                    if !hosts.contains(&h) {
+                        hosts.push(h);
+                    }
+                }
+            }
+        }
+        if !hosts.is_empty() {
+            out.push((vi, vr, vs, hosts));
+        }
+    }
+    out
+}
+
+/// Whether a route's match entries (by their per-match `gateways`) apply at `gw`.
+fn applies_at(vr: &Resource, gateways: &[String], gw: GatewayKey) -> bool {
+    gateways.is_empty() || gateways.iter().any(|g| gateway_ref(&vr.namespace, g) == gw)
+}
+
+fn l4_match(port: Option<u32>, subnets: &[String]) -> L4Match {
+    L4Match {
+        port: port.map(|p| p as u16),
+        destination_subnets: subnets.iter().filter_map(|s| Subnet::parse(s)).collect(),
+    }
+}
+
+/// VirtualService `tcp` routes bound to `servers`, in file order then rule order.
+fn tcp_routes(c: &Config, servers: &[GatewayServer], snap: &mut Snapshot) -> Vec<Arc<L4Route>> {
+    let mut out = Vec::new();
+    let mut seen: Vec<(usize, GatewayKey)> = Vec::new();
+    for gs in servers {
+        let gw = (gs.0.namespace.as_str(), gs.0.name.as_str());
+        for (vi, vr, vs, _) in bound_virtual_services(c, *gs) {
+            if seen.contains(&(vi, gw)) {
+                continue;
+            }
+            seen.push((vi, gw));
+            for (j, r) in vs.tcp.iter().enumerate() {
+                let applicable: Vec<&L4MatchAttributes> = r
+                    .r#match
+                    .iter()
+                    .filter(|m| applies_at(vr, &m.gateways, gw))
+                    .collect();
+                if !r.r#match.is_empty() && applicable.is_empty() {
+                    continue;
+                }
+                out.push(Arc::new(L4Route {
+                    name: format!("VirtualService {}/{} tcp[{j}]", vr.namespace, vr.name).into(),
+                    matches: applicable
+                        .iter()
+                        .map(|m| l4_match(m.port, &m.destination_subnets))
+                        .collect(),
+                    clusters: weighted(
+                        c,
+                        vr,
+                        r.route.iter().map(|d| (d.destination.as_ref(), d.weight)),
+                        snap,
+                    ),
+                }));
+            }
+        }
+    }
+    out
+}
+
+/// PASSTHROUGH: a chain per `tls` route match, named by its `sniHosts` within the server's.
+fn passthrough_chains(c: &Config, gs: GatewayServer, snap: &mut Snapshot) -> Vec<FilterChain> {
+    let gw = (gs.0.namespace.as_str(), gs.0.name.as_str());
+    let mut out = Vec::new();
+    for (_, vr, vs, hosts) in bound_virtual_services(c, gs) {
+        for (j, r) in vs.tls.iter().enumerate() {
+            for m in r.r#match.iter().filter(|m| applies_at(vr, &m.gateways, gw)) {
+                let mut names: Vec<String> = Vec::new();
+                for sni in &m.sni_hosts {
+                    for h in &hosts {
+                        if let Some(n) = host::host_intersection(h, sni) {
+                            let n = n.to_ascii_lowercase();
+                            if !names.contains(&n) {
+                                names.push(n);
+                            }
+                        }
+                    }
+                }
+                if names.is_empty() {
+                    continue;
+                }
+                let name: Arc<str> =
+                    format!("VirtualService {}/{} tls[{j}]", vr.namespace, vr.name).into();
+                let route = L4Route {
+                    name: name.clone(),
+                    matches: vec![l4_match(m.port, &m.destination_subnets)],
+                    clusters: weighted(
+                        c,
+                        vr,
+                        r.route.iter().map(|d| (d.destination.as_ref(), d.weight)),
+                        snap,
+                    ),
+                };
+                out.push(FilterChain {
+                    name,
+                    server_names: names,
+                    action: ChainAction::Passthrough(Arc::new(route)),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Weighted destinations with their clusters built and resolved.
+fn weighted<'a>(
+    c: &Config,
+    vr: &Resource,
+    dests: impl Iterator<Item = (Option<&'a Destination>, Option<i32>)>,
+    snap: &mut Snapshot,
+) -> WeightedClusters {
+    let mut clusters = Vec::new();
+    for (d, w) in dests {
+        let Some(dest) = d else { continue };
+        let cname = ensure_cluster(c, vr, dest, snap);
+        clusters.push((cname, w.unwrap_or(0).max(0) as u32));
+    }
+    let mut weighted = WeightedClusters::new(clusters);
+    weighted.resolved = weighted
+        .clusters
+        .iter()
+        .map(|(name, _)| snap.clusters.get(name).cloned())
+        .collect();
+    weighted
+}
+
+/// AUTO_PASSTHROUGH may name any registered service: build a cluster for every
+/// ServiceEntry host and port, with and without each DestinationRule subset.
+fn ensure_all_clusters(c: &Config, snap: &mut Snapshot) {
+    for ser in c.of_kind(Kind::ServiceEntry) {
+        let Spec::ServiceEntry(se) = &ser.spec else {
+            continue;
+        };
+        for h in &se.hosts {
+            let subsets: Vec<String> = std::iter::once(String::new())
+                .chain(
+                    find_destination_rule(c, h, &ser.namespace)
+                        .into_iter()
+                        .flat_map(|(_, dr)| dr.subsets.iter().map(|s| s.name.clone())),
+                )
+                .collect();
+            for p in &se.ports {
+                for subset in &subsets {
+                    let d = Destination {
+                        host: h.clone(),
+                        subset: (!subset.is_empty()).then(|| subset.clone()),
+                        port: Some(PortSelector { number: p.number }),
+                    };
+                    ensure_cluster(c, ser, &d, snap);
+                }
+            }
+        }
+    }
+}
+
 /// The virtual hosts of one listener: for each server, the VirtualServices bound to its
 /// Gateway whose hosts intersect the server's, merged per host in file order with
 /// catch-all routes moved last (Istio `SortVHostRoutes`).
-fn virtual_hosts(
-    c: &Config,
-    servers: &[(&Resource, usize, &Server)],
-    snap: &mut Snapshot,
-) -> Vec<VirtualHost> {
-    let mut domains: Vec<(String, Vec<Arc<Route>>)> = Vec::new();
+fn virtual_hosts(c: &Config, servers: &[GatewayServer], snap: &mut Snapshot) -> Vec<VirtualHost> {
+    // (domain, httpsRedirect, routes)
+    let mut domains: Vec<(String, bool, Vec<Arc<Route>>)> = Vec::new();
     let mut added: Vec<(String, usize)> = Vec::new();
     // A VirtualService's routes as one Gateway sees them, compiled once however many
     // of its hosts become virtual hosts.
     let mut compiled: HashMap<(usize, GatewayKey), Vec<Arc<Route>>> = HashMap::new();
-    for (gw, _, server) in servers {
+    for gs in servers {
+        let (gw, _, server) = gs;
         let gw_key = (gw.namespace.as_str(), gw.name.as_str());
-        for (vi, vr) in c.resources.iter().enumerate() {
-            let Spec::VirtualService(vs) = &vr.spec else {
-                continue;
-            };
-            let bound = vs
-                .gateways
-                .iter()
-                .any(|g| gateway_ref(&vr.namespace, g) == gw_key);
-            if !bound {
-                continue;
-            }
-            let server_hosts: Vec<&str> = server
-                .hosts
-                .iter()
-                .filter_map(|h| {
-                    let (ns, dns) = host::split_namespace_host(h);
-                    let visible = match ns {
-                        "*" => true,
-                        "." => gw.namespace == vr.namespace,
-                        other => other == vr.namespace,
-                    };
-                    visible.then_some(dns)
-                })
-                .collect();
-            let mut hosts: Vec<String> = Vec::new();
-            for sh in &server_hosts {
-                for vh in &vs.hosts {
-                    if let Some(h) = host::host_intersection(sh, vh) {
-                        let h = h.to_ascii_lowercase();
-                        if !hosts.contains(&h) {
-                            hosts.push(h);
-                        }
-                    }
-                }
-            }
+        let redirect = server.tls.as_ref().is_some_and(|t| t.https_redirect);
+        for (vi, vr, vs, hosts) in bound_virtual_services(c, *gs) {
             for h in hosts {
                 if added.contains(&(h.clone(), vi)) {
                     continue;
@@ -184,21 +518,34 @@ fn virtual_hosts(
                             .collect()
                     })
                     .clone();
-                match domains.iter_mut().find(|(d, _)| *d == h) {
-                    Some((_, rs)) => rs.extend(routes),
-                    None => domains.push((h, routes)),
+                match domains.iter_mut().find(|(d, _, _)| *d == h) {
+                    Some((_, r, rs)) => {
+                        *r |= redirect;
+                        rs.extend(routes)
+                    }
+                    None => domains.push((h, redirect, routes)),
+                }
+            }
+        }
+        // Istio redirects a server's hosts to https even where no VirtualService binds.
+        if redirect {
+            for h in &server.hosts {
+                let h = host::split_namespace_host(h).1.to_ascii_lowercase();
+                if !domains.iter().any(|(d, _, _)| *d == h) {
+                    domains.push((h, true, Vec::new()));
                 }
             }
         }
     }
     domains
         .into_iter()
-        .map(|(domain, routes)| {
+        .map(|(domain, https_redirect, routes)| {
             let (mut specific, catch_all): (Vec<Arc<Route>>, Vec<Arc<Route>>) =
                 routes.into_iter().partition(|r| !is_catch_all(r));
             specific.extend(catch_all);
             VirtualHost {
                 domain,
+                https_redirect,
                 routes: specific,
             }
         })
@@ -231,12 +578,7 @@ fn http_routes(
         let applicable: Vec<&HttpMatchRequest> = r
             .r#match
             .iter()
-            .filter(|m| {
-                m.gateways.is_empty()
-                    || m.gateways
-                        .iter()
-                        .any(|g| gateway_ref(&vr.namespace, g) == gw)
-            })
+            .filter(|m| applies_at(vr, &m.gateways, gw))
             .collect();
         if !r.r#match.is_empty() && applicable.is_empty() {
             continue; // every match is for other gateways
@@ -263,18 +605,12 @@ fn http_routes(
                 body,
             }
         } else if !r.route.is_empty() {
-            let mut clusters = Vec::new();
-            for d in &r.route {
-                let Some(dest) = &d.destination else { continue };
-                let cname = ensure_cluster(c, vr, dest, snap);
-                clusters.push((cname, d.weight.unwrap_or(0).max(0) as u32));
-            }
-            let mut weighted = WeightedClusters::new(clusters);
-            weighted.resolved = weighted
-                .clusters
-                .iter()
-                .map(|(name, _)| snap.clusters.get(name).cloned())
-                .collect();
+            let weighted = weighted(
+                c,
+                vr,
+                r.route.iter().map(|d| (d.destination.as_ref(), d.weight)),
+                snap,
+            );
             RouteAction::Forward(weighted)
         } else {
             snap.notes.push(format!(
@@ -321,21 +657,20 @@ fn ensure_cluster(c: &Config, vr: &Resource, d: &Destination, snap: &mut Snapsho
     if snap.clusters.contains_key(&name) {
         return name;
     }
+    let dr = find_destination_rule(c, &d.host, &vr.namespace).map(|(_, dr)| dr);
     let subset_labels = if subset.is_empty() {
         Some(OrderedMap::default())
     } else {
-        find_destination_rule(c, &d.host, &vr.namespace)
-            .and_then(|(_, dr)| dr.subsets.iter().find(|s| s.name == subset))
+        dr.and_then(|dr| dr.subsets.iter().find(|s| s.name == subset))
             .map(|s| s.labels.clone())
     };
     let Some(subset_labels) = subset_labels else {
         return name; // subset not defined: no cluster (503 NC)
     };
     let endpoints = cluster::endpoints(c, ser, se, &fqdn, port, &subset_labels);
-    snap.clusters.insert(
-        name.clone(),
-        Arc::new(Cluster::new(name.clone(), endpoints)),
-    );
+    let mut cluster = Cluster::new(name.clone(), endpoints);
+    cluster.tcp_idle_timeout = cluster::tcp_idle_timeout(dr, &subset, port.number);
+    snap.clusters.insert(name.clone(), Arc::new(cluster));
     name
 }
 

@@ -2,9 +2,9 @@
 //! configures it, and Istio's weight semantics. Pure logic.
 
 use super::cluster::Cluster;
+use super::host_index::{normalize, HostIndex};
 use super::matcher::{RequestMatch, RequestView};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// What a matched route does.
@@ -58,13 +58,13 @@ impl WeightedClusters {
         }
     }
 
-    /// The index of the destination for a random number `r` (any u64; reduced modulo
-    /// the total weight).
+    /// The index of the destination for a uniform number `r`, read as the fraction
+    /// `r / 2^64` of the total weight (multiply-shift: the high bits decide).
     pub fn pick_index(&self, r: u64) -> Option<usize> {
         if self.total == 0 {
             return None;
         }
-        let mut x = (r % u64::from(self.total)) as u32;
+        let mut x = ((u128::from(r) * u128::from(self.total)) >> 64) as u32;
         for (i, (_, w)) in self.clusters.iter().enumerate() {
             if x < *w {
                 return Some(i);
@@ -91,6 +91,8 @@ impl WeightedClusters {
 pub struct VirtualHost {
     /// The domain this virtual host answers (`reviews.example.com`, `*.example.com`, `*`).
     pub domain: String,
+    /// Gateway `tls.httpsRedirect`: every request is answered with a 301 to https.
+    pub https_redirect: bool,
     /// Shared with other virtual hosts built from the same VirtualService.
     pub routes: Vec<Arc<Route>>,
 }
@@ -99,63 +101,23 @@ pub struct VirtualHost {
 #[derive(Debug, Default)]
 pub struct RouteTable {
     pub vhosts: Vec<VirtualHost>,
-    exact: HashMap<String, usize>,
-    /// (suffix including the leading dot, vhost index), longest suffix first.
-    wildcards: Vec<(String, usize)>,
-    catch_all: Option<usize>,
+    index: HostIndex,
 }
 
 impl RouteTable {
     pub fn new(vhosts: Vec<VirtualHost>) -> RouteTable {
-        let mut t = RouteTable::default();
+        let mut index = HostIndex::default();
         for (i, v) in vhosts.iter().enumerate() {
-            let d = v.domain.to_ascii_lowercase();
-            if d == "*" {
-                t.catch_all = Some(i);
-            } else if let Some(suffix) = d.strip_prefix('*') {
-                t.wildcards.push((suffix.to_string(), i));
-            } else {
-                t.exact.insert(d, i);
-            }
+            index.insert(&v.domain, i);
         }
-        t.wildcards.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
-        t.vhosts = vhosts;
-        t
+        RouteTable { vhosts, index }
     }
 
     /// The one virtual host for a Host header (port stripped, case-insensitive). There is
     /// no fallback to a less specific host when its routes do not match.
     pub fn select(&self, authority: &str) -> Option<&VirtualHost> {
-        let host = strip_port(authority).to_ascii_lowercase();
-        let host = host.trim_end_matches('.');
-        let i = self
-            .exact
-            .get(host)
-            .copied()
-            .or_else(|| {
-                self.wildcards
-                    .iter()
-                    .find(|(suffix, _)| {
-                        host.len() > suffix.len() && host.ends_with(suffix.as_str())
-                    })
-                    .map(|(_, i)| *i)
-            })
-            .or(self.catch_all)?;
+        let i = self.index.find(&normalize(authority))?;
         self.vhosts.get(i)
-    }
-}
-
-/// `host:port` → `host`; `[v6]:port` → `[v6]`.
-pub fn strip_port(authority: &str) -> &str {
-    if authority.starts_with('[') {
-        return match authority.find(']') {
-            Some(i) => &authority[..=i],
-            None => authority,
-        };
-    }
-    match authority.rsplit_once(':') {
-        Some((h, p)) if p.bytes().all(|c| c.is_ascii_digit()) => h,
-        _ => authority,
     }
 }
 
@@ -169,6 +131,7 @@ mod tests {
                 .iter()
                 .map(|d| VirtualHost {
                     domain: d.to_string(),
+                    https_redirect: false,
                     routes: vec![],
                 })
                 .collect(),
@@ -200,17 +163,10 @@ mod tests {
     }
 
     #[test]
-    fn ports_and_ipv6_are_stripped() {
-        assert_eq!(strip_port("a.com:80"), "a.com");
-        assert_eq!(strip_port("a.com"), "a.com");
-        assert_eq!(strip_port("[::1]:8080"), "[::1]");
-        assert_eq!(strip_port("[::1]"), "[::1]");
-    }
-
-    #[test]
     fn weights_follow_istio() {
         let w = WeightedClusters::new(vec![("a".into(), 80), ("b".into(), 20), ("c".into(), 0)]);
-        let picks: Vec<&str> = (0..100).map(|r| w.pick(r).unwrap()).collect();
+        let step = u64::MAX / 100 + 1;
+        let picks: Vec<&str> = (0..100).map(|i| w.pick(i * step).unwrap()).collect();
         assert_eq!(picks.iter().filter(|p| **p == "a").count(), 80);
         assert_eq!(picks.iter().filter(|p| **p == "b").count(), 20);
         assert!(!picks.contains(&"c"), "weight 0 is never chosen");

@@ -23,9 +23,12 @@ const SE: &str = "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nm
 
 const ROUTE: &str = "  - route: [{destination: {host: reviews}}]\n";
 
+fn http_of(l: &Listener) -> &RouteTable {
+    l.http_routes(None).expect("a plain-text HTTP listener")
+}
+
 fn domains(s: &Snapshot) -> Vec<&str> {
-    let mut d: Vec<&str> = s.listeners[0]
-        .routes
+    let mut d: Vec<&str> = http_of(&s.listeners[0])
         .vhosts
         .iter()
         .map(|v| v.domain.as_str())
@@ -82,7 +85,7 @@ fn merged_virtual_services_keep_file_order_with_catch_alls_last() {
         vs("edge", "first", "[a.example.com]", "[gw]", "  - route: [{destination: {host: reviews, subset: v1}}]\n"),
         vs("edge", "second", "[a.example.com]", "[gw]", "  - match: [{uri: {prefix: /x}}]\n    route: [{destination: {host: reviews, subset: v2}}]\n")
     ));
-    let routes: Vec<&str> = s.listeners[0].routes.vhosts[0]
+    let routes: Vec<&str> = http_of(&s.listeners[0]).vhosts[0]
         .routes
         .iter()
         .map(|r| &*r.name)
@@ -103,7 +106,7 @@ fn per_match_gateways_narrow_a_rule() {
         "{GW}{SE}{}",
         vs("edge", "v", "[a.example.com]", "[gw, mesh]", http)
     ));
-    let routes = &s.listeners[0].routes.vhosts[0].routes;
+    let routes = &http_of(&s.listeners[0]).vhosts[0].routes;
     assert_eq!(routes.len(), 1);
     assert_eq!(routes[0].matches.len(), 1);
     assert_eq!(&*routes[0].name, "VirtualService edge/v http[1]");
@@ -135,7 +138,7 @@ fn clusters_resolve_hosts_subsets_and_target_ports() {
         "undefined subset: NC"
     );
     assert_eq!(s.clusters.len(), 2);
-    let RouteAction::Forward(w) = &s.listeners[0].routes.vhosts[0].routes[0].action else {
+    let RouteAction::Forward(w) = &http_of(&s.listeners[0]).vhosts[0].routes[0].action else {
         panic!()
     };
     assert_eq!(w.total, 100);
@@ -154,16 +157,86 @@ fn workload_entries_selected_by_labels() {
 }
 
 #[test]
-fn gateways_of_other_instances_and_other_protocols_get_no_listener() {
+fn gateways_of_other_instances_get_no_listener() {
     let text = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: eg}\nspec:\n  selector: {istio: egressgateway}\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"*\"]\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: tcp}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n  - port: {number: 31400, name: tcp, protocol: TCP}\n    hosts: [\"*\"]\n";
     let s = snapshot(text);
-    assert!(s.listeners.is_empty());
+    assert_eq!(s.listeners.len(), 1);
+    assert_eq!(s.listeners[0].address.port(), 31400);
+    assert!(matches!(s.listeners[0].protocol, Protocol::Tcp(_)));
+}
+
+const TLS_GW: &str = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: edge}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n  - port: {number: 8443, name: tls, protocol: TLS}\n    hosts: [\"*.pass.example.com\"]\n    tls: {mode: PASSTHROUGH}\n  - port: {number: 8443, name: https, protocol: HTTPS}\n    hosts: [secure.example.com]\n    tls: {mode: SIMPLE, serverCertificate: /nonexistent/cert.pem, privateKey: /nonexistent/key.pem}\n  - port: {number: 8443, name: http, protocol: HTTP}\n    hosts: [\"*\"]\n";
+
+#[test]
+fn tls_ports_take_passthrough_routes_and_refuse_other_protocols() {
+    let tls_vs = "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: p, namespace: edge}\nspec:\n  hosts: [\"*.pass.example.com\", other.org]\n  gateways: [gw]\n  tls:\n  - match: [{sniHosts: [a.pass.example.com, other.org]}]\n    route: [{destination: {host: reviews}}]\n  - match: [{port: 9999, sniHosts: [\"*.pass.example.com\"]}]\n    route: [{destination: {host: reviews, subset: v2}}]\n";
+    let s = snapshot(&format!("{TLS_GW}{SE}{tls_vs}"));
+    assert_eq!(s.listeners.len(), 1);
+    let Protocol::Tls(router) = &s.listeners[0].protocol else {
+        panic!("{:?}", s.listeners[0].protocol)
+    };
+    let names: Vec<(&str, Vec<String>)> = router
+        .chains
+        .iter()
+        .map(|c| (&*c.name, c.server_names.clone()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            (
+                "VirtualService edge/p tls[0]",
+                vec!["a.pass.example.com".to_string()]
+            ),
+            (
+                "VirtualService edge/p tls[1]",
+                vec!["*.pass.example.com".to_string()]
+            ),
+        ],
+        "sniHosts outside the server's hosts are dropped; the bad credential's server is out"
+    );
+    let local = "127.0.0.1:8443".parse().unwrap();
+    match router.route(Some("b.pass.example.com"), local) {
+        None => {}
+        other => panic!("port 9999 only: {other:?}"),
+    }
+    assert!(
+        s.notes.iter().any(|n| n.contains("servers[1]")
+            && n.contains("/nonexistent/cert.pem")
+            && n.contains("this server is out")),
+        "{:?}",
+        s.notes
+    );
     assert!(
         s.notes
             .iter()
-            .any(|n| n.contains("protocol TCP is not served yet")),
+            .any(|n| n.contains("servers[2]") && n.contains("another protocol")),
         "{:?}",
         s.notes
+    );
+}
+
+#[test]
+fn tcp_idle_timeout_from_destination_rule() {
+    let dr = |policy: &str| {
+        format!("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: r, namespace: edge}}\nspec:\n  host: reviews\n{policy}")
+    };
+    let spec: DestinationRuleSpec = serde_yaml::from_str(&dr("  trafficPolicy:\n    connectionPool: {tcp: {idleTimeout: 30s}}\n    portLevelSettings:\n    - port: {number: 9080}\n      connectionPool: {tcp: {idleTimeout: 5s}}\n  subsets:\n  - name: v1\n    labels: {version: v1}\n    trafficPolicy: {connectionPool: {tcp: {idleTimeout: 2m}}}\n").split("spec:\n").nth(1).unwrap()).unwrap();
+    use std::time::Duration;
+    assert_eq!(
+        cluster::tcp_idle_timeout(Some(&spec), "", 9080),
+        Duration::from_secs(5)
+    );
+    assert_eq!(
+        cluster::tcp_idle_timeout(Some(&spec), "", 80),
+        Duration::from_secs(30)
+    );
+    assert_eq!(
+        cluster::tcp_idle_timeout(Some(&spec), "v1", 9080),
+        Duration::from_secs(120)
+    );
+    assert_eq!(
+        cluster::tcp_idle_timeout(None, "", 1),
+        Duration::from_secs(3600)
     );
 }
 
@@ -179,7 +252,7 @@ fn a_virtual_service_with_several_hosts_is_compiled_once() {
             "  - match: [{uri: {regex: \"/r/.*\"}}]\n    route: [{destination: {host: reviews}}]\n"
         )
     ));
-    let vh = &s.listeners[0].routes.vhosts;
+    let vh = &http_of(&s.listeners[0]).vhosts;
     assert_eq!(vh.len(), 2);
     assert!(Arc::ptr_eq(&vh[0].routes[0], &vh[1].routes[0]));
     let RouteAction::Forward(w) = &vh[0].routes[0].action else {

@@ -1,0 +1,178 @@
+//! Every gateway listener's connections, before HTTP: a plain-text HTTP port goes straight
+//! to the HTTP pipeline; a TLS port reads the ClientHello, lets the SNI pick a filter
+//! chain, then terminates (HTTP pipeline or TCP routes) or passes the bytes through; a TCP
+//! port is spliced to its route's destination.
+
+pub mod tcp_proxy;
+pub mod tls_connection;
+
+use crate::proxy::GatewayProxy;
+use crate::rng::Rng;
+use crate::snapshot::l4_route::{self, L4Route};
+use crate::snapshot::sni_router::{ChainAction, SniTarget, Terminated};
+use crate::snapshot::{Protocol, Snapshot};
+use crate::tls::client_hello::{self, ClientHello, Parse};
+use crate::tls::peer_identity::PeerIdentity;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::listeners::tls::Acceptor;
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::{Peek, Ssl, Stream};
+use pingora::server::ShutdownWatch;
+use pingora_proxy::HttpProxy;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tls_connection::TlsConnection;
+use tokio::time::Instant;
+
+/// How long a client has from connecting to a finished TLS handshake (ClientHello
+/// included). Envoy waits 15 s for the ClientHello and then has no handshake limit;
+/// meshgate bounds the whole exchange.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct ListenerApp {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    http: Arc<HttpProxy<GatewayProxy>>,
+    rng: Rng,
+}
+
+impl ListenerApp {
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, http: HttpProxy<GatewayProxy>) -> ListenerApp {
+        ListenerApp {
+            snapshot,
+            http: Arc::new(http),
+            rng: Rng::new(),
+        }
+    }
+
+    /// Picks a destination of `route` by weight and splices `stream` to it.
+    async fn forward<S>(&self, stream: S, route: &L4Route)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        match route.clusters.pick_cluster(self.rng.spread()) {
+            Some(cluster) => tcp_proxy::forward(stream, cluster).await,
+            None => eprintln!("meshgate: tcp {}: no cluster (NC)", route.name),
+        }
+    }
+
+    async fn tls(
+        self: &Arc<Self>,
+        stream: Stream,
+        local: SocketAddr,
+        snap: Arc<Snapshot>,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        // The acceptor takes a concrete stream; listeners hand out TCP streams.
+        let mut stream = *stream.into_any().downcast::<L4Stream>().ok()?;
+        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        let hello = match tokio::time::timeout_at(deadline, read_client_hello(&mut stream)).await {
+            Ok(Some(h)) => h,
+            _ => return None, // timed out, not TLS, or malformed: close
+        };
+        let router = match snap.listener_for(local).map(|l| &l.protocol) {
+            Some(Protocol::Tls(r)) => r,
+            _ => return None,
+        };
+        match router.route(hello.sni.as_deref(), local)? {
+            SniTarget::Passthrough(route) => {
+                self.forward(stream, route).await;
+                None
+            }
+            SniTarget::Auto(cluster) => {
+                match snap.clusters.get(&cluster) {
+                    Some(c) => tcp_proxy::forward(stream, c).await,
+                    None => eprintln!("meshgate: auto passthrough: no cluster {cluster} (NC)"),
+                }
+                None
+            }
+            SniTarget::Terminate(chain) => {
+                let ChainAction::Terminate { tls, inner } = &chain.action else {
+                    return None;
+                };
+                let info = Arc::new(TlsConnection {
+                    chain: chain.name.clone(),
+                    sni: hello.sni,
+                    peer: OnceLock::new(),
+                });
+                tls_connection::attach(&mut stream, info.clone());
+                let acceptor = Acceptor::from_server_config(tls.config());
+                let tls_stream =
+                    match tokio::time::timeout_at(deadline, acceptor.tls_handshake(stream)).await {
+                        Ok(Ok(s)) => s,
+                        _ => return None,
+                    };
+                let peer = tls_stream
+                    .get_ssl()
+                    .and_then(|t| t.peer_certificate_der())
+                    .and_then(PeerIdentity::from_der);
+                let _ = info.peer.set(peer);
+                match inner {
+                    Terminated::Http(_) => {
+                        drop(snap);
+                        ServerApp::process_new(&self.http, Box::new(tls_stream), shutdown).await
+                    }
+                    Terminated::Tcp(routes) => {
+                        if let Some(r) = l4_route::select(routes, local) {
+                            self.forward(tls_stream, r).await;
+                        }
+                        None
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Peeks (without consuming) until a whole ClientHello is buffered; `None` for a
+/// plain-text or malformed start. The caller bounds the time.
+async fn read_client_hello(stream: &mut L4Stream) -> Option<ClientHello> {
+    let mut buf = Vec::new();
+    let mut need = 5;
+    loop {
+        buf.resize(need, 0);
+        if !stream.try_peek(&mut buf).await.ok()? {
+            return None;
+        }
+        match client_hello::parse(&buf) {
+            Parse::Incomplete { need: n } => need = n,
+            Parse::Done(h) => return Some(h),
+            Parse::NotTls | Parse::Invalid(_) => return None,
+        }
+    }
+}
+
+#[async_trait]
+impl ServerApp for ListenerApp {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let local = stream
+            .get_socket_digest()
+            .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).copied())?;
+        let snap = self.snapshot.load_full();
+        match &snap.listener_for(local)?.protocol {
+            Protocol::Http(_) => {
+                drop(snap);
+                ServerApp::process_new(&self.http, stream, shutdown).await
+            }
+            Protocol::Tls(_) => self.tls(stream, local, snap, shutdown).await,
+            Protocol::Tcp(routes) => {
+                if let Some(r) = l4_route::select(routes, local) {
+                    let r = r.clone();
+                    drop(snap);
+                    self.forward(stream, &r).await;
+                }
+                None
+            }
+        }
+    }
+
+    async fn cleanup(&self) {
+        self.http.cleanup().await;
+    }
+}
