@@ -17,6 +17,8 @@ pub const PORT_SELECTOR_REQUIRED: &str = "VirtualServiceDestinationPortSelectorR
 pub const CONFLICTING_GATEWAYS: &str = "ConflictingGateways";
 pub const DUPLICATE_CERTIFICATE: &str = "GatewayDuplicateCertificate";
 pub const INGRESS_ROUTE_RULES_NOT_AFFECTED: &str = "IngressRouteRulesNotAffected";
+/// Istio's IST0161: a Gateway server's credential is missing or unusable.
+pub const INVALID_GATEWAY_CREDENTIAL: &str = "InvalidGatewayCredential";
 /// meshgate's own: a VirtualService bound only to `mesh`, which a gateway never serves.
 pub const NOT_BOUND_TO_GATEWAY: &str = "VirtualServiceNotBoundToGateway";
 
@@ -46,6 +48,7 @@ pub fn analyze(c: &Config, labels: &[(String, String)]) -> Vec<Diagnostic> {
     gateway_selectors(&gateways, labels, &mut out);
     conflicting_gateways(&gateways, labels, &mut out);
     duplicate_certificates(&gateways, &mut out);
+    gateway_credentials(c, &gateways, &mut out);
     for (r, vs) in &vss {
         gateway_references(r, vs, &gateways, &mut out);
         destinations(c, r, vs, &mut out);
@@ -56,6 +59,36 @@ pub fn analyze(c: &Config, labels: &[(String, String)]) -> Vec<Diagnostic> {
 
 fn warn(r: &Resource, field: &str, msg: String, code: &'static str) -> Diagnostic {
     r.diagnostic(Severity::Warning, field, msg, Some(code))
+}
+
+/// Loads every terminating server's certificate, key and client CA as `run` would: a
+/// server whose files are unusable is taken out at run time while the rest serve, so this
+/// is a warning (`validate --strict` fails on it).
+fn gateway_credentials(c: &Config, gws: &[(&Resource, &GatewaySpec)], out: &mut Vec<Diagnostic>) {
+    use crate::tls::credentials::{credential_files, load, terminates};
+    let dir = c.credentials_dir();
+    for (r, g) in gws {
+        let base = r.source.file.parent().unwrap_or(std::path::Path::new("."));
+        for (i, s) in g.servers.iter().enumerate() {
+            let Some(tls) = &s.tls else { continue };
+            let proto = s.port.as_ref().map(|p| p.protocol.to_ascii_uppercase());
+            if !matches!(proto.as_deref(), Some("HTTPS" | "TLS"))
+                || !terminates(tls.effective_mode())
+            {
+                continue;
+            }
+            if let Err(e) =
+                credential_files(tls, base, dir.as_deref()).and_then(|f| load(&f).map(drop))
+            {
+                out.push(warn(
+                    r,
+                    &format!("spec.servers[{i}].tls.{}", e.field),
+                    format!("{}; this server will not be served", e.message),
+                    INVALID_GATEWAY_CREDENTIAL,
+                ));
+            }
+        }
+    }
 }
 
 fn labels_string(l: &[(String, String)]) -> String {

@@ -160,6 +160,12 @@ fn tls_options(p: &str, tls: &ServerTlsSettings, f: &mut Findings) {
             );
         }
         seen.push(c);
+        for unknown in crate::tls::server_tls::unknown_cipher_suites(std::slice::from_ref(c)) {
+            f.warn(
+                format!("{p}.cipherSuites[{i}]"),
+                format!("not supported by meshgate: rustls has no TLS 1.2 cipher suite {unknown}; it is ignored (ECDHE with AES-GCM or CHACHA20-POLY1305 only)"),
+            );
+        }
     }
     if mode == ServerTlsMode::IstioMutual {
         for (field, present) in [

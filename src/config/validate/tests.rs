@@ -128,6 +128,26 @@ fn gateway_tls() {
         &https("{mode: MUTUAL, serverCertificate: /c, privateKey: /k, caCertificates: /ca}"),
     );
     assert_ok("Gateway", &https("{mode: MUTUAL, credentialName: a-cert}"));
+    // Credentials are checked against the disk: a missing file is a warning naming it.
+    let w = warnings(&doc(
+        "Gateway",
+        &https("{mode: SIMPLE, serverCertificate: /nonexistent/c.pem, privateKey: /k.pem}"),
+    ));
+    assert!(
+        w.iter().any(|l| l.starts_with("spec.servers[0].tls.serverCertificate: ")
+            && l.contains("/nonexistent/c.pem")),
+        "{w:#?}"
+    );
+    let w = warnings(&doc(
+        "Gateway",
+        &https("{mode: SIMPLE, credentialName: a, cipherSuites: [ECDHE-RSA-AES128-GCM-SHA256, DES-CBC3-SHA]}"),
+    ));
+    assert!(
+        w.iter().any(|l| l.starts_with("spec.servers[0].tls.cipherSuites[1]: ")
+            && l.contains("DES-CBC3-SHA")),
+        "{w:#?}"
+    );
+    assert!(!w.iter().any(|l| l.contains("cipherSuites[0]")), "{w:#?}");
     assert_err(
         "Gateway",
         "servers:\n- port: {number: 443, name: https, protocol: HTTPS}\n  hosts: [a.com]",
