@@ -7,8 +7,10 @@ need=()
 # pingora-core's zlib-ng build needs cmake.
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
-# Tests drive the gateway with curl too (HTTP/2 cleartext).
+# Tests drive the gateway with curl too (h2c, HTTPS, HTTP/2 over TLS, client certificates).
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# TLS tests make their certificates at run time with the openssl command.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""

@@ -89,10 +89,9 @@ fn rfc2253(name: &x509_parser::x509::X509Name) -> String {
         let parts: Vec<String> = rdn
             .iter()
             .map(|atv| {
-                let key = registry
-                    .get(atv.attr_type())
-                    .map(|e| e.sn().to_string())
-                    .unwrap_or_else(|| atv.attr_type().to_id_string());
+                let key = x509_parser::objects::oid2abbrev(atv.attr_type(), registry)
+                    .map(str::to_string)
+                    .unwrap_or_else(|_| atv.attr_type().to_id_string());
                 let value = atv.as_str().unwrap_or("");
                 format!("{key}={}", escape_rfc2253(value))
             })

@@ -101,3 +101,5 @@ pub fn warning_lines(stderr: &str) -> Vec<&str> {
         .collect()
 }
 pub mod net;
+pub mod peers;
+pub mod pki;

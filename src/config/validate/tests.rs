@@ -134,8 +134,9 @@ fn gateway_tls() {
         &https("{mode: SIMPLE, serverCertificate: /nonexistent/c.pem, privateKey: /k.pem}"),
     ));
     assert!(
-        w.iter().any(|l| l.starts_with("spec.servers[0].tls.serverCertificate: ")
-            && l.contains("/nonexistent/c.pem")),
+        w.iter()
+            .any(|l| l.starts_with("spec.servers[0].tls.serverCertificate: ")
+                && l.contains("/nonexistent/c.pem")),
         "{w:#?}"
     );
     let w = warnings(&doc(
@@ -143,8 +144,9 @@ fn gateway_tls() {
         &https("{mode: SIMPLE, credentialName: a, cipherSuites: [ECDHE-RSA-AES128-GCM-SHA256, DES-CBC3-SHA]}"),
     ));
     assert!(
-        w.iter().any(|l| l.starts_with("spec.servers[0].tls.cipherSuites[1]: ")
-            && l.contains("DES-CBC3-SHA")),
+        w.iter()
+            .any(|l| l.starts_with("spec.servers[0].tls.cipherSuites[1]: ")
+                && l.contains("DES-CBC3-SHA")),
         "{w:#?}"
     );
     assert!(!w.iter().any(|l| l.contains("cipherSuites[0]")), "{w:#?}");
