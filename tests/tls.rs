@@ -447,9 +447,10 @@ fn tcp_weighted_split_half_close_and_idle_timeout() {
     let s = Setup::new("tcp");
     let (v1, v2) = (EchoUpstream::start("one"), EchoUpstream::start("two"));
     let idle_port = free_port();
+    let tcp_echo = format!("---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: tcp-echo}}\nspec:\n  hosts: [tcp-echo.internal]\n  ports: [{{number: 9000, name: tcp, protocol: TCP}}]\n  resolution: STATIC\n  endpoints:\n  - {{address: 127.0.0.1, ports: {{tcp: {}}}, labels: {{version: v1}}}}\n  - {{address: 127.0.0.1, ports: {{tcp: {}}}, labels: {{version: v2}}}}\n", v1.port(), v2.port());
     s.config(&format!(
         "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {{PORT}}, name: tcp, protocol: TCP}}\n    hosts: [\"*\"]\n  - port: {{number: {idle_port}, name: tcp-idle, protocol: TCP}}\n    hosts: [\"*\"]\n{}{}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: tcp-echo}}\nspec:\n  host: tcp-echo.internal\n  subsets:\n  - {{name: v1, labels: {{version: v1}}}}\n  - name: v2\n    labels: {{version: v2}}\n    trafficPolicy: {{connectionPool: {{tcp: {{idleTimeout: 1s}}}}}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: tcp-echo}}\nspec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  tcp:\n  - match: [{{port: {idle_port}}}]\n    route: [{{destination: {{host: tcp-echo.internal, port: {{number: 9000}}, subset: v2}}}}]\n  - match: [{{port: {{PORT}}}}]\n    route:\n    - {{destination: {{host: tcp-echo.internal, port: {{number: 9000}}, subset: v1}}, weight: 80}}\n    - {{destination: {{host: tcp-echo.internal, port: {{number: 9000}}, subset: v2}}, weight: 20}}\n",
-        format!("---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: tcp-echo}}\nspec:\n  hosts: [tcp-echo.internal]\n  ports: [{{number: 9000, name: tcp, protocol: TCP}}]\n  resolution: STATIC\n  endpoints:\n  - {{address: 127.0.0.1, ports: {{tcp: {}}}, labels: {{version: v1}}}}\n  - {{address: 127.0.0.1, ports: {{tcp: {}}}, labels: {{version: v2}}}}\n", v1.port(), v2.port()),
+        tcp_echo,
         "",
     ));
     let _gw = s.start();
@@ -497,7 +498,7 @@ fn tcp_weighted_split_half_close_and_idle_timeout() {
 fn a_bad_certificate_takes_only_its_server_out() {
     let s = Setup::new("badcert");
     let ca = pki::ca(&s.pki(), "ca");
-    let good = pki::leaf(
+    pki::leaf(
         &s.pki(),
         &ca,
         "good",
@@ -660,4 +661,89 @@ fn silent_and_stalled_handshakes_are_dropped() {
         "no routes bound: Envoy's 404 (NR) {}",
         r.trace
     );
+}
+
+/// `openssl s_client` with `sni`: sends `input`, then reads its output until a line holds
+/// `expect` (then stops it) or the connection ends. Returns what was read.
+fn s_client(addr: SocketAddr, sni: &str, ca: &Cert, input: &str, expect: &str) -> String {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-verify_return_error", "-connect"])
+        .arg(addr.to_string())
+        .args(["-servername", sni, "-CAfile"])
+        .arg(&ca.crt)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl is installed by tests/setup.sh");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    let mut out = String::new();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while lines.read_line(&mut line).unwrap_or(0) > 0 {
+        out.push_str(&line);
+        if line.contains(expect) {
+            break;
+        }
+        line.clear();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    out
+}
+
+#[test]
+fn auto_passthrough_and_terminated_tcp() {
+    let s = Setup::new("auto");
+    let backend_ca = pki::ca(&s.pki(), "backend-ca");
+    let ca = pki::ca(&s.pki(), "ca");
+    // The backend's certificate names the cluster's SNI, as Istio's mTLS peers' do not
+    // need to: here it lets s_client verify end to end.
+    let backend = pki::leaf(
+        &s.pki(),
+        &backend_ca,
+        "b",
+        "/CN=b",
+        &["DNS:outbound_.443_.v1_.b.internal"],
+    );
+    let echo_cert = pki::leaf(
+        &s.pki(),
+        &ca,
+        "echo",
+        "/CN=echo.example.com",
+        &["DNS:echo.example.com"],
+    );
+    pki::install_credential(&s.creds(), "echo", &echo_cert, None);
+    let b = TlsUpstream::start("b-v1", &backend);
+    let echo = EchoUpstream::start("echo");
+    let tcp_port = free_port();
+    s.config(&format!(
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {{PORT}}, name: tls-auto, protocol: TLS}}\n    tls: {{mode: AUTO_PASSTHROUGH}}\n    hosts: [\"*.internal\"]\n  - port: {{number: {tcp_port}, name: tls-echo, protocol: TLS}}\n    tls: {{mode: SIMPLE, credentialName: echo}}\n    hosts: [echo.example.com]\n{}{}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: b}}\nspec:\n  host: b.internal\n  subsets: [{{name: v1, labels: {{version: v1}}}}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: echo}}\nspec:\n  hosts: [echo.example.com]\n  gateways: [gw]\n  tcp:\n  - route: [{{destination: {{host: echo.internal}}}}]\n",
+        service("b.internal", 443, b.port(), "version: v1"),
+        service("echo.internal", 9000, echo.port(), "app: echo"),
+    ));
+    let _gw = s.start();
+    let out = s_client(
+        s.addr(),
+        "outbound_.443_.v1_.b.internal",
+        &backend_ca,
+        "GET / HTTP/1.1\r\nhost: b\r\n\r\n",
+        "b-v1",
+    );
+    assert!(out.contains("b-v1"), "{out}");
+    // An outbound_ name for a host the server does not cover is closed.
+    let out = s_client(
+        s.addr(),
+        "outbound_.443_.v1_.b.example.org",
+        &backend_ca,
+        "GET / HTTP/1.1\r\n\r\n",
+        "b-v1",
+    );
+    assert!(!out.contains("b-v1"), "{out}");
+    // TLS SIMPLE: terminated, then the VirtualService's tcp route.
+    let tls_echo: SocketAddr = format!("127.0.0.1:{tcp_port}").parse().unwrap();
+    let out = s_client(tls_echo, "echo.example.com", &ca, "hello\n", "echo hello");
+    assert!(out.contains("echo hello"), "{out}");
 }

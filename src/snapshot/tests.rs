@@ -217,10 +217,7 @@ fn tls_ports_take_passthrough_routes_and_refuse_other_protocols() {
 
 #[test]
 fn tcp_idle_timeout_from_destination_rule() {
-    let dr = |policy: &str| {
-        format!("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: r, namespace: edge}}\nspec:\n  host: reviews\n{policy}")
-    };
-    let spec: DestinationRuleSpec = serde_yaml::from_str(&dr("  trafficPolicy:\n    connectionPool: {tcp: {idleTimeout: 30s}}\n    portLevelSettings:\n    - port: {number: 9080}\n      connectionPool: {tcp: {idleTimeout: 5s}}\n  subsets:\n  - name: v1\n    labels: {version: v1}\n    trafficPolicy: {connectionPool: {tcp: {idleTimeout: 2m}}}\n").split("spec:\n").nth(1).unwrap()).unwrap();
+    let spec: DestinationRuleSpec = serde_yaml::from_str("host: reviews\ntrafficPolicy:\n  connectionPool: {tcp: {idleTimeout: 30s}}\n  portLevelSettings:\n  - port: {number: 9080}\n    connectionPool: {tcp: {idleTimeout: 5s}}\nsubsets:\n- name: v1\n  labels: {version: v1}\n  trafficPolicy: {connectionPool: {tcp: {idleTimeout: 2m}}}\n").unwrap();
     use std::time::Duration;
     assert_eq!(
         cluster::tcp_idle_timeout(Some(&spec), "", 9080),
