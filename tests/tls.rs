@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 const MESH: &str = "apiVersion: meshgate.io/v1alpha1\nkind: MeshConfig\nmetadata: {name: m}\nspec: {defaultBindAddress: 127.0.0.1, credentialsDir: ../creds}\n";
 
+/// The head of every test's Gateway `gw`; its servers follow.
+const GW: &str = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n";
+
 /// A test's directory: config under `conf/`, credentials under `creds/`, PKI under `pki/`.
 struct Setup {
     dir: PathBuf,
@@ -111,7 +114,7 @@ fn sni_chooses_the_certificate_among_servers_on_one_port() {
     pki::install_credential(&s.creds(), "helloworld-credential", &hello, None);
     let (u1, u2) = (Upstream::start("httpbin"), Upstream::start("helloworld"));
     s.config(&format!(
-        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {{PORT}}, name: https-httpbin, protocol: HTTPS}}\n    tls: {{mode: SIMPLE, credentialName: httpbin-credential}}\n    hosts: [httpbin.example.com]\n  - port: {{number: {{PORT}}, name: https-helloworld, protocol: HTTPS}}\n    tls: {{mode: SIMPLE, credentialName: helloworld-credential}}\n    hosts: [helloworld.example.com]\n{}{}{}{}",
+        "{GW}  - port: {{number: {{PORT}}, name: https-httpbin, protocol: HTTPS}}\n    tls: {{mode: SIMPLE, credentialName: httpbin-credential}}\n    hosts: [httpbin.example.com]\n  - port: {{number: {{PORT}}, name: https-helloworld, protocol: HTTPS}}\n    tls: {{mode: SIMPLE, credentialName: helloworld-credential}}\n    hosts: [helloworld.example.com]\n{}{}{}{}",
         service("httpbin.internal", 80, u1.port(), "app: httpbin"),
         service("hello.internal", 80, u2.port(), "app: hello"),
         http_vs("httpbin", "httpbin.example.com", "httpbin.internal"),
@@ -194,7 +197,7 @@ fn mutual_optional_san_and_protocol_versions_per_host_on_one_port() {
     let up = Upstream::start("app");
     let files = "serverCertificate: {PKI}/server.crt, privateKey: {PKI}/server.key";
     s.config(&format!(
-        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {{PORT}}, name: https-mtls, protocol: HTTPS}}\n    tls: {{mode: MUTUAL, {files}, caCertificates: {{PKI}}/client-ca.crt}}\n    hosts: [mtls.example.com]\n  - port: {{number: {{PORT}}, name: https-optional, protocol: HTTPS}}\n    tls: {{mode: OPTIONAL_MUTUAL, credentialName: optional-credential}}\n    hosts: [optional.example.com]\n  - port: {{number: {{PORT}}, name: https-san, protocol: HTTPS}}\n    tls: {{mode: MUTUAL, {files}, caCertificates: {{PKI}}/client-ca.crt, subjectAltNames: [spiffe://example.com/good]}}\n    hosts: [san.example.com]\n  - port: {{number: {{PORT}}, name: https-13, protocol: HTTPS}}\n    tls: {{mode: SIMPLE, {files}, minProtocolVersion: TLSV1_3}}\n    hosts: [tls13.example.com]\n{}{}",
+        "{GW}  - port: {{number: {{PORT}}, name: https-mtls, protocol: HTTPS}}\n    tls: {{mode: MUTUAL, {files}, caCertificates: {{PKI}}/client-ca.crt}}\n    hosts: [mtls.example.com]\n  - port: {{number: {{PORT}}, name: https-optional, protocol: HTTPS}}\n    tls: {{mode: OPTIONAL_MUTUAL, credentialName: optional-credential}}\n    hosts: [optional.example.com]\n  - port: {{number: {{PORT}}, name: https-san, protocol: HTTPS}}\n    tls: {{mode: MUTUAL, {files}, caCertificates: {{PKI}}/client-ca.crt, subjectAltNames: [spiffe://example.com/good]}}\n    hosts: [san.example.com]\n  - port: {{number: {{PORT}}, name: https-13, protocol: HTTPS}}\n    tls: {{mode: SIMPLE, {files}, minProtocolVersion: TLSV1_3}}\n    hosts: [tls13.example.com]\n{}{}",
         service("app.internal", 80, up.port(), "app: a"),
         http_vs("all", "\"*.example.com\"", "app.internal"),
     ));
@@ -296,7 +299,7 @@ fn https_redirect_and_http2_over_tls() {
     let up = Upstream::start("productpage");
     let http_port = free_port();
     s.config(&format!(
-        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {http_port}, name: http, protocol: HTTP}}\n    hosts: [bookinfo.example.com]\n    tls: {{httpsRedirect: true}}\n  - port: {{number: {{PORT}}, name: https, protocol: HTTPS}}\n    hosts: [bookinfo.example.com]\n    tls: {{mode: SIMPLE, credentialName: bookinfo}}\n{}{}",
+        "{GW}  - port: {{number: {http_port}, name: http, protocol: HTTP}}\n    hosts: [bookinfo.example.com]\n    tls: {{httpsRedirect: true}}\n  - port: {{number: {{PORT}}, name: https, protocol: HTTPS}}\n    hosts: [bookinfo.example.com]\n    tls: {{mode: SIMPLE, credentialName: bookinfo}}\n{}{}",
         service("productpage.internal", 80, up.port(), "app: p"),
         http_vs("bookinfo", "bookinfo.example.com", "productpage.internal"),
     ));
@@ -360,7 +363,7 @@ fn passthrough_by_sni_and_mixed_with_termination() {
     let nginx = TlsUpstream::start("my-nginx", &backend);
     let up = Upstream::start("local");
     s.config(&format!(
-        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {{PORT}}, name: https, protocol: HTTPS}}\n    tls: {{mode: PASSTHROUGH}}\n    hosts: [nginx.example.com]\n  - port: {{number: {{PORT}}, name: https-local, protocol: HTTPS}}\n    tls: {{mode: SIMPLE, credentialName: local}}\n    hosts: [local.example.com]\n{}{}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: nginx}}\nspec:\n  hosts: [nginx.example.com]\n  gateways: [gw]\n  tls:\n  - match: [{{port: {{PORT}}, sniHosts: [nginx.example.com]}}]\n    route: [{{destination: {{host: my-nginx.internal, port: {{number: 443}}}}}}]\n{}",
+        "{GW}  - port: {{number: {{PORT}}, name: https, protocol: HTTPS}}\n    tls: {{mode: PASSTHROUGH}}\n    hosts: [nginx.example.com]\n  - port: {{number: {{PORT}}, name: https-local, protocol: HTTPS}}\n    tls: {{mode: SIMPLE, credentialName: local}}\n    hosts: [local.example.com]\n{}{}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: nginx}}\nspec:\n  hosts: [nginx.example.com]\n  gateways: [gw]\n  tls:\n  - match: [{{port: {{PORT}}, sniHosts: [nginx.example.com]}}]\n    route: [{{destination: {{host: my-nginx.internal, port: {{number: 443}}}}}}]\n{}",
         service("my-nginx.internal", 443, nginx.port(), "run: my-nginx"),
         service("local.internal", 80, up.port(), "app: l"),
         http_vs("local", "local.example.com", "local.internal"),
@@ -413,7 +416,7 @@ fn passthrough_only_port_closes_unknown_or_missing_sni() {
     );
     let b = TlsUpstream::start("b", &backend);
     s.config(&format!(
-        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {{PORT}}, name: tls, protocol: TLS}}\n    tls: {{mode: PASSTHROUGH}}\n    hosts: [\"*.example.com\"]\n{}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: b}}\nspec:\n  hosts: [\"*.example.com\"]\n  gateways: [gw]\n  tls:\n  - match: [{{sniHosts: [\"*.example.com\"]}}]\n    route: [{{destination: {{host: b.internal}}}}]\n",
+        "{GW}  - port: {{number: {{PORT}}, name: tls, protocol: TLS}}\n    tls: {{mode: PASSTHROUGH}}\n    hosts: [\"*.example.com\"]\n{}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: b}}\nspec:\n  hosts: [\"*.example.com\"]\n  gateways: [gw]\n  tls:\n  - match: [{{sniHosts: [\"*.example.com\"]}}]\n    route: [{{destination: {{host: b.internal}}}}]\n",
         service("b.internal", 443, b.port(), "app: b"),
     ));
     let _gw = s.start();
@@ -449,7 +452,7 @@ fn tcp_weighted_split_half_close_and_idle_timeout() {
     let idle_port = free_port();
     let tcp_echo = format!("---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: tcp-echo}}\nspec:\n  hosts: [tcp-echo.internal]\n  ports: [{{number: 9000, name: tcp, protocol: TCP}}]\n  resolution: STATIC\n  endpoints:\n  - {{address: 127.0.0.1, ports: {{tcp: {}}}, labels: {{version: v1}}}}\n  - {{address: 127.0.0.1, ports: {{tcp: {}}}, labels: {{version: v2}}}}\n", v1.port(), v2.port());
     s.config(&format!(
-        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {{PORT}}, name: tcp, protocol: TCP}}\n    hosts: [\"*\"]\n  - port: {{number: {idle_port}, name: tcp-idle, protocol: TCP}}\n    hosts: [\"*\"]\n{}{}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: tcp-echo}}\nspec:\n  host: tcp-echo.internal\n  subsets:\n  - {{name: v1, labels: {{version: v1}}}}\n  - name: v2\n    labels: {{version: v2}}\n    trafficPolicy: {{connectionPool: {{tcp: {{idleTimeout: 1s}}}}}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: tcp-echo}}\nspec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  tcp:\n  - match: [{{port: {idle_port}}}]\n    route: [{{destination: {{host: tcp-echo.internal, port: {{number: 9000}}, subset: v2}}}}]\n  - match: [{{port: {{PORT}}}}]\n    route:\n    - {{destination: {{host: tcp-echo.internal, port: {{number: 9000}}, subset: v1}}, weight: 80}}\n    - {{destination: {{host: tcp-echo.internal, port: {{number: 9000}}, subset: v2}}, weight: 20}}\n",
+        "{GW}  - port: {{number: {{PORT}}, name: tcp, protocol: TCP}}\n    hosts: [\"*\"]\n  - port: {{number: {idle_port}, name: tcp-idle, protocol: TCP}}\n    hosts: [\"*\"]\n{}{}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: tcp-echo}}\nspec:\n  host: tcp-echo.internal\n  subsets:\n  - {{name: v1, labels: {{version: v1}}}}\n  - name: v2\n    labels: {{version: v2}}\n    trafficPolicy: {{connectionPool: {{tcp: {{idleTimeout: 1s}}}}}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: tcp-echo}}\nspec:\n  hosts: [\"*\"]\n  gateways: [gw]\n  tcp:\n  - match: [{{port: {idle_port}}}]\n    route: [{{destination: {{host: tcp-echo.internal, port: {{number: 9000}}, subset: v2}}}}]\n  - match: [{{port: {{PORT}}}}]\n    route:\n    - {{destination: {{host: tcp-echo.internal, port: {{number: 9000}}, subset: v1}}, weight: 80}}\n    - {{destination: {{host: tcp-echo.internal, port: {{number: 9000}}, subset: v2}}, weight: 20}}\n",
         tcp_echo,
         "",
     ));
@@ -507,7 +510,7 @@ fn a_bad_certificate_takes_only_its_server_out() {
     );
     let up = Upstream::start("good");
     let conf = s.config(&format!(
-        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {{PORT}}, name: https-bad, protocol: HTTPS}}\n    tls: {{mode: SIMPLE, serverCertificate: {{PKI}}/missing.crt, privateKey: {{PKI}}/good.key}}\n    hosts: [bad.example.com]\n  - port: {{number: {{PORT}}, name: https-mismatch, protocol: HTTPS}}\n    tls: {{mode: SIMPLE, serverCertificate: {{PKI}}/good.crt, privateKey: {{PKI}}/ca.key}}\n    hosts: [mismatch.example.com]\n  - port: {{number: {{PORT}}, name: https-good, protocol: HTTPS}}\n    tls: {{mode: SIMPLE, serverCertificate: {{PKI}}/good.crt, privateKey: {{PKI}}/good.key}}\n    hosts: [good.example.com]\n{}{}",
+        "{GW}  - port: {{number: {{PORT}}, name: https-bad, protocol: HTTPS}}\n    tls: {{mode: SIMPLE, serverCertificate: {{PKI}}/missing.crt, privateKey: {{PKI}}/good.key}}\n    hosts: [bad.example.com]\n  - port: {{number: {{PORT}}, name: https-mismatch, protocol: HTTPS}}\n    tls: {{mode: SIMPLE, serverCertificate: {{PKI}}/good.crt, privateKey: {{PKI}}/ca.key}}\n    hosts: [mismatch.example.com]\n  - port: {{number: {{PORT}}, name: https-good, protocol: HTTPS}}\n    tls: {{mode: SIMPLE, serverCertificate: {{PKI}}/good.crt, privateKey: {{PKI}}/good.key}}\n    hosts: [good.example.com]\n{}{}",
         service("good.internal", 80, up.port(), "app: g"),
         http_vs("all", "\"*.example.com\"", "good.internal"),
     ));
@@ -568,7 +571,7 @@ fn new_credential_files_are_used_without_a_restart() {
     pki::install_credential(&s.creds(), "rotate", &one, None);
     let up = Upstream::start("r");
     s.config(&format!(
-        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {{PORT}}, name: https, protocol: HTTPS}}\n    tls: {{mode: SIMPLE, credentialName: rotate}}\n    hosts: [rotate.example.com]\n{}{}",
+        "{GW}  - port: {{number: {{PORT}}, name: https, protocol: HTTPS}}\n    tls: {{mode: SIMPLE, credentialName: rotate}}\n    hosts: [rotate.example.com]\n{}{}",
         service("r.internal", 80, up.port(), "app: r"),
         http_vs("r", "rotate.example.com", "r.internal"),
     ));
@@ -631,7 +634,7 @@ fn silent_and_stalled_handshakes_are_dropped() {
         &["DNS:a.example.com"],
     );
     pki::install_credential(&s.creds(), "a", &leaf, None);
-    s.config("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n  - port: {number: {PORT}, name: https, protocol: HTTPS}\n    tls: {mode: SIMPLE, credentialName: a}\n    hosts: [a.example.com]\n");
+    s.config(&format!("{GW}  - port: {{number: {{PORT}}, name: https, protocol: HTTPS}}\n    tls: {{mode: SIMPLE, credentialName: a}}\n    hosts: [a.example.com]\n"));
     let _gw = s.start();
     let addr = s.addr();
     // One client sends nothing; one sends a record header promising a ClientHello it
@@ -720,7 +723,7 @@ fn auto_passthrough_and_terminated_tcp() {
     let echo = EchoUpstream::start("echo");
     let tcp_port = free_port();
     s.config(&format!(
-        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {{PORT}}, name: tls-auto, protocol: TLS}}\n    tls: {{mode: AUTO_PASSTHROUGH}}\n    hosts: [\"*.internal\"]\n  - port: {{number: {tcp_port}, name: tls-echo, protocol: TLS}}\n    tls: {{mode: SIMPLE, credentialName: echo}}\n    hosts: [echo.example.com]\n{}{}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: b}}\nspec:\n  host: b.internal\n  subsets: [{{name: v1, labels: {{version: v1}}}}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: echo}}\nspec:\n  hosts: [echo.example.com]\n  gateways: [gw]\n  tcp:\n  - route: [{{destination: {{host: echo.internal}}}}]\n",
+        "{GW}  - port: {{number: {{PORT}}, name: tls-auto, protocol: TLS}}\n    tls: {{mode: AUTO_PASSTHROUGH}}\n    hosts: [\"*.internal\"]\n  - port: {{number: {tcp_port}, name: tls-echo, protocol: TLS}}\n    tls: {{mode: SIMPLE, credentialName: echo}}\n    hosts: [echo.example.com]\n{}{}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: b}}\nspec:\n  host: b.internal\n  subsets: [{{name: v1, labels: {{version: v1}}}}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: echo}}\nspec:\n  hosts: [echo.example.com]\n  gateways: [gw]\n  tcp:\n  - route: [{{destination: {{host: echo.internal}}}}]\n",
         service("b.internal", 443, b.port(), "version: v1"),
         service("echo.internal", 9000, echo.port(), "app: echo"),
     ));
