@@ -120,7 +120,7 @@ fn sni_chooses_the_certificate_among_servers_on_one_port() {
         http_vs("httpbin", "httpbin.example.com", "httpbin.internal"),
         http_vs("hello", "helloworld.example.com", "hello.internal"),
     ));
-    let _gw = s.start();
+    let gw = s.start();
     for (host, body, subject) in [
         ("httpbin.example.com", "httpbin 0", "CN=httpbin.example.com"),
         (
@@ -157,6 +157,16 @@ fn sni_chooses_the_certificate_among_servers_on_one_port() {
         &https_args("helloworld.example.com", s.port, "/"),
     ]);
     assert_eq!(r.status, 404, "{}", r.trace);
+    // The admin dump shows the port's filter chains.
+    let dump: serde_json::Value =
+        serde_json::from_slice(&get(gw.admin, "admin", "/config_dump", &[]).body).unwrap();
+    let chains = &dump["listeners"][0]["filter_chains"];
+    assert_eq!(dump["listeners"][0]["protocol"], "TLS");
+    assert_eq!(chains[1]["server_names"][0], "helloworld.example.com");
+    assert_eq!(
+        chains[1]["virtual_hosts"][0]["domain"],
+        "helloworld.example.com"
+    );
 }
 
 #[test]
