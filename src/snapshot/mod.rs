@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod host_index;
 pub mod l4_route;
 pub mod matcher;
+pub mod route_policy;
 pub mod route_table;
 pub mod sni_router;
 

@@ -7,7 +7,7 @@ mod gateway;
 mod mesh_config;
 mod rules;
 mod service_entry;
-mod virtual_service;
+pub mod virtual_service;
 
 pub use rules::{validate_regex, HTTP_STATUS_RANGE};
 
