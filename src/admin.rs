@@ -85,6 +85,7 @@ fn route_table(t: &RouteTable) -> Value {
                         RouteAction::DirectResponse { status, body } => json!({
                             "direct_response": {"status": status, "body_bytes": body.len()}
                         }),
+                        RouteAction::Redirect(r) => json!({"redirect": {"code": r.code}}),
                     },
                 })).collect::<Vec<_>>(),
             })

@@ -19,8 +19,8 @@ pub fn serve(snapshot: Snapshot, admin: &str) -> ! {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let conf = ServerConf {
         threads,
-        // Istio: 2 retries on connect failure → up to 3 attempts.
-        max_retries: 3,
+        // Pingora's cap on tries per request; route retry policies decide below it.
+        max_retries: crate::snapshot::route_policy::MAX_RETRIES as usize + 1,
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(5),
         ..ServerConf::default()

@@ -1,8 +1,11 @@
 //! Per-request state carried through the pipeline's phases.
 
 use crate::snapshot::cluster::Cluster;
+use crate::snapshot::route_table::Route;
+use pingora::http::RequestHeader;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Envoy response flags, recorded where an error arises (for access logs and metrics).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +24,14 @@ impl ResponseFlags {
     pub const URX: ResponseFlags = ResponseFlags(1 << 4);
     /// Direct response from the gateway.
     pub const DR: ResponseFlags = ResponseFlags(1 << 5);
+    /// Upstream request timeout (route `timeout`): 504.
+    pub const UT: ResponseFlags = ResponseFlags(1 << 6);
+    /// Delay injected by a fault.
+    pub const DI: ResponseFlags = ResponseFlags(1 << 7);
+    /// Aborted by a fault.
+    pub const FI: ResponseFlags = ResponseFlags(1 << 8);
+    /// Upstream reset (connection closed before a response).
+    pub const UR: ResponseFlags = ResponseFlags(1 << 9);
 
     pub fn insert(&mut self, f: ResponseFlags) {
         self.0 |= f.0;
@@ -39,6 +50,10 @@ impl ResponseFlags {
             (Self::UF, "UF"),
             (Self::URX, "URX"),
             (Self::DR, "DR"),
+            (Self::UT, "UT"),
+            (Self::DI, "DI"),
+            (Self::FI, "FI"),
+            (Self::UR, "UR"),
         ];
         let s: Vec<&str> = names
             .iter()
@@ -53,19 +68,60 @@ impl ResponseFlags {
     }
 }
 
-/// Istio's default retry policy: 2 retries on connect failure (and refused stream,
-/// unavailable, cancelled) to other endpoints when there are any.
-pub const DEFAULT_RETRIES: u32 = 2;
+/// A mirror copy waiting for the request body.
+pub struct PendingMirror {
+    pub clusters: Vec<Arc<Cluster>>,
+    pub head: RequestHeader,
+    pub authority: String,
+    pub body: Vec<u8>,
+}
 
-#[derive(Default)]
 pub struct RequestContext {
+    /// When the request arrived (route `timeout` runs from here).
+    pub started: Instant,
+    /// The matched route: its policy (retries, timeout, headers, CORS) for later phases.
+    pub route: Option<Arc<Route>>,
+    /// Index of the chosen weighted destination (its destination-level headers).
+    pub destination: Option<usize>,
     pub cluster: Option<Arc<Cluster>>,
     /// Endpoints already attempted, so retries go elsewhere.
     pub tried: Vec<SocketAddr>,
-    /// Connection attempts that failed.
-    pub connect_failures: u32,
+    /// Upstream tries started (1 for the first).
+    pub attempts: u32,
+    /// When the current try started (for `x-envoy-upstream-service-time`).
+    pub attempt_started: Option<Instant>,
+    /// The route's deadline (`timeout`), if any.
+    pub deadline: Option<Instant>,
+    /// The current try failed its per-try timeout rather than the route's.
+    pub per_try_timed_out: bool,
+    /// The upstream answer was refused for a retry (its status).
+    pub retrying_status: Option<u16>,
     pub flags: ResponseFlags,
     pub route_name: Option<Arc<str>>,
+    /// An allowed CORS `Origin`, echoed on the response.
+    pub cors_origin: Option<String>,
+    pub mirror: Option<PendingMirror>,
+}
+
+impl Default for RequestContext {
+    fn default() -> Self {
+        RequestContext {
+            started: Instant::now(),
+            route: None,
+            destination: None,
+            cluster: None,
+            tried: Vec::new(),
+            attempts: 0,
+            attempt_started: None,
+            deadline: None,
+            per_try_timed_out: false,
+            retrying_status: None,
+            flags: ResponseFlags::default(),
+            route_name: None,
+            cors_origin: None,
+            mirror: None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,25 +1,34 @@
-//! The HTTP pipeline on Pingora's `ProxyHttp` hooks: route (`request_filter`), choose an
-//! endpoint (`upstream_peer`), retry connect failures (`fail_to_connect`), and answer
-//! errors as Envoy does (`fail_to_proxy`).
+//! The HTTP pipeline on Pingora's `ProxyHttp` hooks, in Envoy's order: route, CORS, fault,
+//! redirect / direct response, rewrite, header operations, mirror (`request_filter`);
+//! endpoint choice with the route's timeout and per-try timeout (`upstream_peer`); attempt
+//! count (`upstream_request_filter`); retries on connect failure, reset or a retriable
+//! status (`fail_to_connect`, `error_while_proxy`, `upstream_response_filter`); response
+//! headers, CORS and `x-envoy-upstream-service-time` (`upstream_response_filter`); errors
+//! answered as Envoy does (`fail_to_proxy`).
 
 pub mod context;
+pub mod header_ops;
+pub mod local_reply;
+pub mod mirror;
 
 use crate::listener::tls_connection;
 use crate::rng::Rng;
 use crate::snapshot::matcher::RequestView;
-use crate::snapshot::route_table::RouteAction;
+use crate::snapshot::route_policy::{sampled, Abort, RedirectInput, RoutePolicy};
+use crate::snapshot::route_table::{Route, RouteAction};
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
-use context::{RequestContext, ResponseFlags, DEFAULT_RETRIES};
-use pingora::http::ResponseHeader;
+use context::{PendingMirror, RequestContext, ResponseFlags};
+use local_reply::*;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::ErrorType;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Envoy's default limit on the total size of request headers (`max_request_headers_kb`).
 const MAX_REQUEST_HEADERS_BYTES: usize = 60 * 1024;
@@ -29,9 +38,13 @@ const MAX_REQUEST_HEADERS: usize = 100;
 /// Istio's default upstream connect timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Envoy's retry back-off: 25 ms doubling per retry, at most 250 ms, with jitter.
+const RETRY_BACKOFF_BASE: Duration = Duration::from_millis(25);
+const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(250);
+
 pub struct GatewayProxy {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
-    /// Weighted picks and request ids.
+    /// Weighted picks, fault and mirror sampling, request ids.
     rng: Rng,
 }
 
@@ -44,47 +57,6 @@ impl GatewayProxy {
     }
 }
 
-/// Envoy's local-reply bodies: they name the failure, never an address.
-const BODY_NO_HEALTHY_UPSTREAM: &str = "no healthy upstream";
-const BODY_CONNECT_FAILURE: &str =
-    "upstream connect error or disconnect/reset before headers. reset reason: connection failure";
-const BODY_RESET: &str = "upstream connect error or disconnect/reset before headers. reset reason: connection termination";
-
-/// Writes a complete local reply.
-async fn local_reply(session: &mut Session, status: u16, body: &[u8]) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(3))?;
-    resp.insert_header("content-length", body.len().to_string())?;
-    if !body.is_empty() {
-        resp.insert_header("content-type", "text/plain")?;
-    }
-    session
-        .write_response_header(Box::new(resp), body.is_empty())
-        .await?;
-    if !body.is_empty() {
-        session
-            .write_response_body(Some(Bytes::copy_from_slice(body)), true)
-            .await?;
-    }
-    Ok(())
-}
-
-/// What routing decided for a request.
-enum Decision {
-    /// `tls.httpsRedirect`: a 301 to this location.
-    Redirect(String),
-    /// `directResponse`.
-    Direct(u16, Vec<u8>),
-    /// A cluster (`None`: the destination resolves to no cluster, 503 NC).
-    Forward(Option<Arc<crate::snapshot::cluster::Cluster>>),
-}
-
-/// Envoy's `https_redirect`: same host without its port, same path and query.
-fn https_location(authority: &str, uri: &http::Uri) -> String {
-    let host = crate::snapshot::host_index::strip_port(authority);
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    format!("https://{host}{path}")
-}
-
 fn is_connect_error(e: &Error) -> bool {
     matches!(
         e.etype(),
@@ -95,6 +67,192 @@ fn is_connect_error(e: &Error) -> bool {
             | ErrorType::BindError
             | ErrorType::SocketError
     )
+}
+
+/// What routing decided for a request.
+enum Decision {
+    /// `tls.httpsRedirect`: a 301 to this location.
+    HttpsRedirect(String),
+    /// A route took the request; the rewritten path, if its `uri` matched a prefix/exact.
+    Route(Arc<Route>, Option<String>, Option<String>),
+}
+
+/// Envoy's `https_redirect`: same host without its port, same path and query.
+fn https_location(authority: &str, uri: &http::Uri) -> String {
+    let host = crate::snapshot::host_index::strip_port(authority);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    format!("https://{host}{path}")
+}
+
+/// The request's authority: `:authority` / absolute-form URI, else the Host header.
+fn authority_of(req: &RequestHeader) -> &str {
+    req.uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok()))
+        .unwrap_or("")
+}
+
+fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Whether the request carries a body (so mirroring waits for it).
+fn has_body(req: &RequestHeader) -> bool {
+    header(req, "transfer-encoding").is_some()
+        || header(req, "content-length").is_some_and(|l| l.trim() != "0")
+}
+
+impl GatewayProxy {
+    /// The gateway's own request headers: forwarding headers, request id, client cert.
+    fn forwarding_headers(
+        &self,
+        session: &mut Session,
+        scheme: &str,
+        tls: Option<&tls_connection::TlsConnection>,
+    ) -> Result<()> {
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet().map(|i| i.ip()));
+        let req = session.req_header_mut();
+        if let Some(ip) = client_ip {
+            let xff = match header(req, "x-forwarded-for") {
+                Some(prev) => format!("{prev}, {ip}"),
+                None => ip.to_string(),
+            };
+            req.insert_header("x-forwarded-for", xff)?;
+        }
+        req.insert_header("x-forwarded-proto", scheme)?;
+        if req.headers.get("x-request-id").is_none() {
+            req.insert_header("x-request-id", self.rng.uuid())?;
+        }
+        // Istio's gateway default (SANITIZE_SET): a client's own x-forwarded-client-cert
+        // is dropped; a verified client certificate is described in a fresh one.
+        req.remove_header("x-forwarded-client-cert");
+        if let Some(peer) = tls.and_then(|t| t.peer()) {
+            req.insert_header("x-forwarded-client-cert", peer.xfcc())?;
+        }
+        Ok(())
+    }
+
+    /// CORS (Envoy's filter): answers preflights for allowed origins (and, with
+    /// `unmatchedPreflights: IGNORE`, for the others); remembers an allowed origin so the
+    /// response carries it. `true` when the request was answered.
+    async fn cors(
+        &self,
+        session: &mut Session,
+        policy: &RoutePolicy,
+        ctx: &mut RequestContext,
+    ) -> Result<bool> {
+        let Some(cors) = &policy.cors else {
+            return Ok(false);
+        };
+        let req = session.req_header();
+        let Some(origin) = header(req, "origin").map(str::to_string) else {
+            return Ok(false);
+        };
+        let preflight = req.method == http::Method::OPTIONS
+            && req.headers.contains_key("access-control-request-method");
+        let allowed = cors.allows(&origin);
+        if !preflight {
+            if allowed {
+                ctx.cors_origin = Some(origin);
+            }
+            return Ok(false);
+        }
+        if !allowed {
+            if cors.ignore_unmatched_preflights {
+                local_reply(session, 200, b"").await?;
+                return Ok(true);
+            }
+            return Ok(false); // forwarded, as Envoy does
+        }
+        let mut h: Vec<(&str, &str)> = vec![("access-control-allow-origin", &origin)];
+        if !cors.allow_methods.is_empty() {
+            h.push(("access-control-allow-methods", &cors.allow_methods));
+        }
+        if !cors.allow_headers.is_empty() {
+            h.push(("access-control-allow-headers", &cors.allow_headers));
+        }
+        if let Some(age) = &cors.max_age {
+            h.push(("access-control-max-age", age));
+        }
+        if cors.allow_credentials {
+            h.push(("access-control-allow-credentials", "true"));
+        }
+        reply(session, 200, &h, b"").await?;
+        Ok(true)
+    }
+
+    /// Fault injection: the delay, then the abort, each sampled on its own. `true` when
+    /// the request was aborted (it never reaches an upstream).
+    async fn fault(
+        &self,
+        session: &mut Session,
+        policy: &RoutePolicy,
+        ctx: &mut RequestContext,
+    ) -> Result<bool> {
+        let Some(fault) = &policy.fault else {
+            return Ok(false);
+        };
+        if let Some((d, f)) = fault.delay {
+            if sampled(f, self.rng.random()) {
+                ctx.flags.insert(ResponseFlags::DI);
+                tokio::time::sleep(d).await;
+            }
+        }
+        if let Some((abort, f)) = fault.abort {
+            if sampled(f, self.rng.random()) {
+                ctx.flags.insert(ResponseFlags::FI);
+                match abort {
+                    Abort::Http(status) => {
+                        local_reply(session, status, BODY_FAULT_ABORT.as_bytes()).await?
+                    }
+                    Abort::Grpc(code) => grpc_reply(session, code, BODY_FAULT_ABORT).await?,
+                }
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Path and host rewrites and request header operations: destination level first,
+    /// then route level, so the route's `set` wins (Envoy's default order).
+    fn rewrite(
+        &self,
+        req: &mut RequestHeader,
+        route: &Route,
+        dest: Option<usize>,
+        new_path: Option<String>,
+    ) -> Result<()> {
+        let policy = &route.policy;
+        let dest_headers = match (&route.action, dest) {
+            (RouteAction::Forward(w), Some(i)) => w.headers.get(i),
+            _ => None,
+        };
+        if let Some(path) = new_path {
+            let pq = match req.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            if let Ok(uri) = http::Uri::builder().path_and_query(pq).build() {
+                req.set_uri(uri);
+            }
+        }
+        let host = dest_headers
+            .and_then(|h| h.host_rewrite.as_deref())
+            .into_iter()
+            .chain(policy.rewrite.as_ref().and_then(|r| r.authority.as_deref()))
+            .chain(policy.headers.host_rewrite.as_deref())
+            .last();
+        if let Some(h) = host {
+            req.insert_header("host", h)?;
+        }
+        if let Some(d) = dest_headers {
+            header_ops::apply(&d.request, req)?;
+        }
+        header_ops::apply(&policy.headers.request, req)
+    }
 }
 
 #[async_trait]
@@ -121,47 +279,15 @@ impl ProxyHttp for GatewayProxy {
             .server_addr()
             .and_then(|a| a.as_inet().copied())
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet().map(|i| i.ip()));
-
         let tls = tls_connection::of(session).cloned();
         let scheme = if tls.is_some() { "https" } else { "http" };
-
-        // Headers Envoy's gateway sets before routing.
-        let req = session.req_header_mut();
-        if let Some(ip) = client_ip {
-            let xff = match req
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(prev) => format!("{prev}, {ip}"),
-                None => ip.to_string(),
-            };
-            req.insert_header("x-forwarded-for", xff)?;
-        }
-        req.insert_header("x-forwarded-proto", scheme)?;
-        if req.headers.get("x-request-id").is_none() {
-            req.insert_header("x-request-id", self.rng.uuid())?;
-        }
-        // Istio's gateway default (SANITIZE_SET): a client's own x-forwarded-client-cert
-        // is dropped; a verified client certificate is described in a fresh one.
-        req.remove_header("x-forwarded-client-cert");
-        if let Some(peer) = tls.as_ref().and_then(|t| t.peer()) {
-            req.insert_header("x-forwarded-client-cert", peer.xfcc())?;
-        }
+        self.forwarding_headers(session, scheme, tls.as_deref())?;
 
         let chain = tls.as_ref().map(|t| &*t.chain);
         let decision = {
             let req = session.req_header();
-            let authority = req
-                .uri
-                .authority()
-                .map(|a| a.as_str())
-                .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok()))
-                .unwrap_or("");
-            let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+            let authority = authority_of(req);
+            let header = |name: &str| header(req, name);
             let view = RequestView {
                 path: req.uri.path(),
                 query: req.uri.query(),
@@ -176,45 +302,68 @@ impl ProxyHttp for GatewayProxy {
                 .and_then(|l| l.http_routes(chain))
                 .and_then(|t| t.select(authority));
             match vhost {
-                Some(vh) if vh.https_redirect && tls.is_none() => Some((
-                    None,
-                    Decision::Redirect(https_location(authority, &req.uri)),
-                )),
-                Some(vh) => vh.routes.iter().find(|r| r.matches(&view)).map(|route| {
-                    let d = match &route.action {
-                        RouteAction::DirectResponse { status, body } => {
-                            Decision::Direct(*status, body.clone())
-                        }
-                        RouteAction::Forward(w) => {
-                            Decision::Forward(w.pick_cluster(self.rng.spread()).cloned())
-                        }
+                Some(vh) if vh.https_redirect && tls.is_none() => {
+                    Some(Decision::HttpsRedirect(https_location(authority, &req.uri)))
+                }
+                Some(vh) => vh.routes.iter().find_map(|route| {
+                    let matched = route.matching(&view)?;
+                    let new_path = route
+                        .policy
+                        .rewrite
+                        .as_ref()
+                        .and_then(|rw| rw.path(view.path, matched));
+                    let location = match &route.action {
+                        RouteAction::Redirect(r) => Some(r.location(&RedirectInput {
+                            scheme,
+                            authority,
+                            path: view.path,
+                            query: view.query,
+                            matched,
+                        })),
+                        _ => None,
                     };
-                    (Some(route.name.clone()), d)
+                    Some(Decision::Route(route.clone(), new_path, location))
                 }),
                 None => None,
             }
         };
-        let Some((route_name, decision)) = decision else {
-            ctx.flags.insert(ResponseFlags::NR);
-            local_reply(session, 404, b"").await?;
+        let (route, new_path, location) = match decision {
+            None => {
+                ctx.flags.insert(ResponseFlags::NR);
+                local_reply(session, 404, b"").await?;
+                return Ok(true);
+            }
+            Some(Decision::HttpsRedirect(location)) => {
+                reply(session, 301, &[("location", &location)], b"").await?;
+                return Ok(true);
+            }
+            Some(Decision::Route(r, p, l)) => (r, p, l),
+        };
+        ctx.route_name = Some(route.name.clone());
+        ctx.route = Some(route.clone());
+        let policy = &route.policy;
+
+        if self.cors(session, policy, ctx).await? || self.fault(session, policy, ctx).await? {
             return Ok(true);
-        };
-        ctx.route_name = route_name;
-        let cluster = match decision {
-            Decision::Redirect(location) => {
-                let mut resp = ResponseHeader::build(301, Some(2))?;
-                resp.insert_header("location", location)?;
-                resp.insert_header("content-length", "0")?;
-                session.write_response_header(Box::new(resp), true).await?;
+        }
+        let weighted = match &route.action {
+            RouteAction::Redirect(r) => {
+                let location = location.unwrap_or_default();
+                reply(session, r.code, &[("location", &location)], b"").await?;
                 return Ok(true);
             }
-            Decision::Direct(status, body) => {
+            RouteAction::DirectResponse { status, body } => {
                 ctx.flags.insert(ResponseFlags::DR);
-                local_reply(session, status, &body).await?;
+                local_reply(session, *status, body).await?;
                 return Ok(true);
             }
-            Decision::Forward(cluster) => cluster,
+            RouteAction::Forward(w) => w,
         };
+        let r = self.rng.spread();
+        let cluster = weighted.pick_destination(r).and_then(|(c, _)| c.cloned());
+        ctx.destination = weighted.pick_index(r);
+        self.rewrite(session.req_header_mut(), &route, ctx.destination, new_path)?;
+
         let Some(cluster) = cluster else {
             ctx.flags.insert(ResponseFlags::NC);
             local_reply(session, 503, b"").await?;
@@ -225,9 +374,65 @@ impl ProxyHttp for GatewayProxy {
             local_reply(session, 503, BODY_NO_HEALTHY_UPSTREAM.as_bytes()).await?;
             return Ok(true);
         }
+        ctx.deadline = policy.timeout.map(|t| ctx.started + t);
+        if policy.retry.attempts > 0 {
+            // Request bodies are replayed on retries, up to Pingora's retry buffer.
+            session.enable_retry_buffering();
+        }
+
+        // Mirrors sampled now, sent once the body (if any) is complete.
+        let mirrors: Vec<_> = policy
+            .mirrors
+            .iter()
+            .filter(|m| sampled(m.fraction, self.rng.random()))
+            .filter_map(|m| m.cluster.clone())
+            .collect();
+        if !mirrors.is_empty() {
+            let req = session.req_header();
+            let pending = PendingMirror {
+                clusters: mirrors,
+                head: req.clone(),
+                authority: authority_of(req).to_string(),
+                body: Vec::new(),
+            };
+            if has_body(req) {
+                ctx.mirror = Some(pending);
+            } else {
+                for c in pending.clusters {
+                    mirror::send(c, &pending.head, &pending.authority, &[]);
+                }
+            }
+        }
         // The cluster is an Arc: it outlives a reload that swaps the snapshot mid-request.
         ctx.cluster = Some(cluster);
         Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let Some(m) = ctx.mirror.as_mut() else {
+            return Ok(());
+        };
+        if let Some(b) = body {
+            if m.body.len() + b.len() > mirror::MAX_MIRROR_BODY {
+                ctx.mirror = None; // too large to mirror
+                return Ok(());
+            }
+            m.body.extend_from_slice(b);
+        }
+        if end_of_stream {
+            if let Some(m) = ctx.mirror.take() {
+                for c in m.clusters {
+                    mirror::send(c, &m.head, &m.authority, &m.body);
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_peer(
@@ -235,6 +440,25 @@ impl ProxyHttp for GatewayProxy {
         _session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
+        if ctx.attempts > 0 {
+            // A retry: back off (25 ms doubling, jittered) unless the deadline is nearer.
+            let n = ctx.attempts.min(4);
+            let cap = (RETRY_BACKOFF_BASE * 2u32.pow(n - 1)).min(RETRY_BACKOFF_MAX);
+            let jitter = (self.rng.random() % 1000) as u32;
+            let backoff = cap / 2 + cap / 2 * jitter / 1000;
+            let backoff = match ctx.deadline {
+                Some(d) => backoff.min(d.saturating_duration_since(Instant::now())),
+                None => backoff,
+            };
+            tokio::time::sleep(backoff).await;
+        }
+        let remaining = ctx
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        if remaining.is_some_and(|r| r.is_zero()) {
+            ctx.flags.insert(ResponseFlags::UT);
+            return Err(Error::explain(ErrorType::ReadTimedout, "route timeout"));
+        }
         let cluster = ctx
             .cluster
             .as_ref()
@@ -243,9 +467,98 @@ impl ProxyHttp for GatewayProxy {
             .pick(&ctx.tried)
             .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no healthy upstream"))?;
         ctx.tried.push(ep.address);
+        ctx.attempts += 1;
+        ctx.attempt_started = Some(Instant::now());
         let mut peer = HttpPeer::new(ep.address, false, String::new());
         peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
+        if cluster.http2 {
+            peer.options.set_http_version(2, 2); // h2c, prior knowledge
+        }
+        // The wait for the upstream: the per-try timeout or what is left of the route's.
+        let per_try = ctx
+            .route
+            .as_ref()
+            .and_then(|r| r.policy.retry.per_try_timeout);
+        ctx.per_try_timed_out = false;
+        let wait = match (per_try, remaining) {
+            (Some(p), Some(r)) => {
+                ctx.per_try_timed_out = p < r;
+                Some(p.min(r))
+            }
+            (Some(p), None) => {
+                ctx.per_try_timed_out = true;
+                Some(p)
+            }
+            (None, r) => r,
+        };
+        peer.options.read_timeout = wait;
         Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        // Istio turns on Envoy's `include_request_attempt_count`.
+        upstream_request.insert_header("x-envoy-attempt-count", ctx.attempts.to_string())?;
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let Some(route) = ctx.route.clone() else {
+            return Ok(());
+        };
+        let policy = &route.policy;
+        // A retriable answer with tries and time left is dropped and tried again.
+        let status = resp.status.as_u16();
+        let grpc = resp
+            .headers
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let in_time = ctx.deadline.is_none_or(|d| Instant::now() < d);
+        if ctx.attempts <= policy.retry.attempts
+            && in_time
+            && policy.retry.retries_response(status, grpc)
+        {
+            ctx.retrying_status = Some(status);
+            let mut e = Error::explain(ErrorType::HTTPStatus(status), "retriable upstream status");
+            e.set_retry(true);
+            return Err(e);
+        }
+        if let Some(t) = ctx.attempt_started {
+            resp.insert_header(
+                "x-envoy-upstream-service-time",
+                t.elapsed().as_millis().to_string(),
+            )?;
+        }
+        if let Some(origin) = &ctx.cors_origin {
+            if let Some(cors) = &policy.cors {
+                resp.insert_header("access-control-allow-origin", origin.as_str())?;
+                if !cors.expose_headers.is_empty() {
+                    resp.insert_header(
+                        "access-control-expose-headers",
+                        cors.expose_headers.as_str(),
+                    )?;
+                }
+                if cors.allow_credentials {
+                    resp.insert_header("access-control-allow-credentials", "true")?;
+                }
+            }
+        }
+        if let (RouteAction::Forward(w), Some(i)) = (&route.action, ctx.destination) {
+            if let Some(d) = w.headers.get(i) {
+                header_ops::apply(&d.response, resp)?;
+            }
+        }
+        header_ops::apply(&policy.headers.response, resp)
     }
 
     fn fail_to_connect(
@@ -255,14 +568,56 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut Self::CTX,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        ctx.connect_failures += 1;
         ctx.flags.insert(ResponseFlags::UF);
-        if ctx.connect_failures <= DEFAULT_RETRIES {
+        let retry = ctx.route.as_ref().map(|r| &r.policy.retry);
+        let in_time = ctx.deadline.is_none_or(|d| Instant::now() < d);
+        if retry.is_some_and(|p| p.retries_connect_failure() && ctx.attempts <= p.attempts)
+            && in_time
+        {
             e.set_retry(true);
         } else {
-            ctx.flags.insert(ResponseFlags::URX);
+            if ctx.attempts > 1 {
+                ctx.flags.insert(ResponseFlags::URX);
+            }
             e.set_retry(false);
         }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Self::CTX,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if ctx.retrying_status.take().is_some() {
+            e.set_retry(!session.as_ref().retry_buffer_truncated());
+            return e;
+        }
+        let timed_out = matches!(e.etype(), ErrorType::ReadTimedout);
+        let deadline_passed = ctx.deadline.is_some_and(|d| Instant::now() >= d);
+        if timed_out && (deadline_passed || !ctx.per_try_timed_out) {
+            ctx.flags.insert(ResponseFlags::UT);
+            e.set_retry(false);
+            return e;
+        }
+        if *e.esource() != ErrorSource::Upstream && !timed_out {
+            e.set_retry(false);
+            return e;
+        }
+        let retry = ctx.route.as_ref().map(|r| &r.policy.retry);
+        let can = retry.is_some_and(|p| p.retries_reset() && ctx.attempts <= p.attempts)
+            && !deadline_passed
+            && !session.as_ref().retry_buffer_truncated();
+        if timed_out {
+            ctx.flags.insert(ResponseFlags::UT);
+        } else {
+            ctx.flags.insert(ResponseFlags::UR);
+        }
+        e.set_retry(can);
         e
     }
 
@@ -275,7 +630,11 @@ impl ProxyHttp for GatewayProxy {
     where
         Self::CTX: Send + Sync,
     {
-        let (code, body) = if is_connect_error(e) || ctx.flags.contains(ResponseFlags::UF) {
+        let (code, body) = if ctx.flags.contains(ResponseFlags::UT)
+            && matches!(e.etype(), ErrorType::ReadTimedout)
+        {
+            (504, BODY_TIMEOUT)
+        } else if is_connect_error(e) || ctx.flags.contains(ResponseFlags::UF) {
             (503, BODY_CONNECT_FAILURE)
         } else {
             match e.esource() {

@@ -27,6 +27,8 @@ pub struct Cluster {
     /// bytes either way for this long is closed.
     #[serde(skip)]
     pub tcp_idle_timeout: Duration,
+    /// Requests go upstream over HTTP/2 (h2c).
+    pub http2: bool,
     #[serde(skip)]
     next: AtomicUsize,
 }
@@ -42,6 +44,7 @@ impl Cluster {
             name,
             endpoints,
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
+            http2: false,
             next: AtomicUsize::new(0),
         }
     }
@@ -61,22 +64,20 @@ impl Cluster {
     }
 }
 
-/// `connectionPool.tcp.idleTimeout` for `port` and `subset` of a DestinationRule: the
-/// subset's policy over the top-level one, port-level settings over either.
-pub fn tcp_idle_timeout(dr: Option<&DestinationRuleSpec>, subset: &str, port: u32) -> Duration {
-    let Some(dr) = dr else {
-        return DEFAULT_TCP_IDLE_TIMEOUT;
-    };
+/// A `connectionPool` setting for `port` and `subset` of a DestinationRule: the subset's
+/// policy over the top-level one, port-level settings over either.
+fn pool_setting<T>(
+    dr: Option<&DestinationRuleSpec>,
+    subset: &str,
+    port: u32,
+    get: impl Fn(&ConnectionPoolSettings) -> Option<T>,
+) -> Option<T> {
+    let dr = dr?;
     let subset_policy = dr
         .subsets
         .iter()
         .find(|s| s.name == subset)
         .and_then(|s| s.traffic_policy.as_ref());
-    let idle = |pool: Option<&ConnectionPoolSettings>| {
-        pool.and_then(|p| p.tcp.as_ref())
-            .and_then(|t| t.idle_timeout.as_deref())
-            .and_then(|d| crate::config::duration::parse(d).ok())
-    };
     let from_policy = |tp: Option<&TrafficPolicy>| {
         let tp = tp?;
         let port_level = tp
@@ -84,12 +85,41 @@ pub fn tcp_idle_timeout(dr: Option<&DestinationRuleSpec>, subset: &str, port: u3
             .iter()
             .flatten()
             .find(|p| p.port.as_ref().is_some_and(|s| s.number == port))
-            .and_then(|p| idle(p.connection_pool.as_ref()));
-        port_level.or_else(|| idle(tp.connection_pool.as_ref()))
+            .and_then(|p| p.connection_pool.as_ref())
+            .and_then(&get);
+        port_level.or_else(|| tp.connection_pool.as_ref().and_then(&get))
     };
-    from_policy(subset_policy)
-        .or_else(|| from_policy(dr.traffic_policy.as_ref()))
-        .unwrap_or(DEFAULT_TCP_IDLE_TIMEOUT)
+    from_policy(subset_policy).or_else(|| from_policy(dr.traffic_policy.as_ref()))
+}
+
+/// `connectionPool.tcp.idleTimeout` (default 1 h).
+pub fn tcp_idle_timeout(dr: Option<&DestinationRuleSpec>, subset: &str, port: u32) -> Duration {
+    pool_setting(dr, subset, port, |p| {
+        p.tcp
+            .as_ref()
+            .and_then(|t| t.idle_timeout.as_deref())
+            .and_then(|d| crate::config::duration::parse(d).ok())
+    })
+    .unwrap_or(DEFAULT_TCP_IDLE_TIMEOUT)
+}
+
+/// Whether requests go upstream as HTTP/2 (cleartext, prior knowledge): the service port
+/// speaks GRPC/HTTP2, or `connectionPool.http.h2UpgradePolicy: UPGRADE`.
+pub fn speaks_http2(dr: Option<&DestinationRuleSpec>, subset: &str, port: &ServicePort) -> bool {
+    let by_protocol = port.protocol.as_deref().is_some_and(|p| {
+        matches!(
+            p.to_ascii_uppercase().as_str(),
+            "GRPC" | "HTTP2" | "GRPC-WEB"
+        )
+    });
+    let policy = pool_setting(dr, subset, port.number, |p| {
+        p.http.as_ref().and_then(|h| h.h2_upgrade_policy)
+    });
+    match policy {
+        Some(H2UpgradePolicy::Upgrade) => true,
+        Some(H2UpgradePolicy::DoNotUpgrade) => false,
+        _ => by_protocol,
+    }
 }
 
 fn labels_match(selector: &OrderedMap<String>, labels: &OrderedMap<String>) -> bool {

@@ -125,6 +125,11 @@ impl RequestMatch {
         })
     }
 
+    /// The `uri` condition (what a prefix rewrite replaces).
+    pub fn uri(&self) -> Option<&StrMatch> {
+        self.uri.as_ref()
+    }
+
     pub fn matches(&self, r: &RequestView) -> bool {
         if let Some(p) = self.port {
             if p != r.port {

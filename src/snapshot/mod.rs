@@ -3,6 +3,7 @@
 //! reload is one swap and the hot path takes no lock.
 
 pub mod cluster;
+pub mod delegate;
 pub mod host_index;
 pub mod l4_route;
 pub mod matcher;
@@ -22,6 +23,9 @@ use crate::tls::server_tls::{ServerTls, ALPN_HTTP};
 use cluster::{cluster_name, Cluster};
 use l4_route::{L4Match, L4Route, Subnet};
 use matcher::RequestMatch;
+use route_policy::{
+    Cors, Fault, HeaderPolicy, Mirror, Redirect, RetryPolicy, Rewrite, RoutePolicy,
+};
 use route_table::{Route, RouteAction, RouteTable, VirtualHost, WeightedClusters};
 use sni_router::{ChainAction, FilterChain, SniRouter, Terminated};
 use std::collections::{BTreeMap, HashMap};
@@ -569,63 +573,197 @@ fn http_routes(
 ) -> Vec<Route> {
     let mut out = Vec::new();
     for (i, r) in vs.http.iter().enumerate() {
-        let name = match &r.name {
-            Some(n) => format!(
-                "VirtualService {}/{} http[{i}] {n:?}",
-                vr.namespace, vr.name
-            ),
-            None => format!("VirtualService {}/{} http[{i}]", vr.namespace, vr.name),
-        };
-        let applicable: Vec<&HttpMatchRequest> = r
+        let name = route_name(vr, i, r);
+        let applicable: Vec<HttpMatchRequest> = r
             .r#match
             .iter()
             .filter(|m| applies_at(vr, &m.gateways, gw))
+            .cloned()
             .collect();
         if !r.r#match.is_empty() && applicable.is_empty() {
             continue; // every match is for other gateways
         }
-        let mut matches = Vec::with_capacity(applicable.len());
-        for m in applicable {
-            match RequestMatch::compile(m) {
-                Ok(m) => matches.push(m),
-                Err(e) => {
-                    // Validation compiles the same regexes: unreachable for a valid config.
-                    snap.notes.push(format!("{name}: match skipped: {e}"));
+        let Some(d) = &r.delegate else {
+            out.extend(compile_route(c, vr, r, name, &applicable, snap));
+            continue;
+        };
+        // Delegation: the delegate's routes, each under the root match narrowed by its own.
+        let ns = d.namespace.as_deref().unwrap_or(&vr.namespace);
+        let delegate = c
+            .of_kind(Kind::VirtualService)
+            .find_map(|dr| match &dr.spec {
+                Spec::VirtualService(dvs) if dr.name == d.name && dr.namespace == ns => {
+                    Some((dr, dvs))
                 }
-            }
-        }
-        let action = if let Some(dr) = &r.direct_response {
-            let body = dr
-                .body
-                .as_ref()
-                .and_then(|b| b.string.clone())
-                .unwrap_or_default()
-                .into_bytes();
-            RouteAction::DirectResponse {
-                status: dr.status as u16,
-                body,
-            }
-        } else if !r.route.is_empty() {
-            let weighted = weighted(
-                c,
-                vr,
-                r.route.iter().map(|d| (d.destination.as_ref(), d.weight)),
-                snap,
-            );
-            RouteAction::Forward(weighted)
-        } else {
+                _ => None,
+            });
+        let Some((dres, dvs)) = delegate else {
             snap.notes.push(format!(
-                "{name}: redirect/delegate is not served yet; the rule is skipped"
+                "{name}: delegate VirtualService {ns}/{} not found; the rule is skipped",
+                d.name
             ));
             continue;
         };
-        out.push(Route {
-            name: name.into(),
-            matches,
-            action,
-        });
+        for (k, dr) in dvs.http.iter().enumerate() {
+            if dr.delegate.is_some() {
+                snap.notes.push(format!(
+                    "{}: a delegate cannot delegate again; the rule is skipped",
+                    route_name(dres, k, dr)
+                ));
+                continue;
+            }
+            let merged = delegate::merge_all(&applicable, &dr.r#match);
+            if merged.is_empty() && !(applicable.is_empty() && dr.r#match.is_empty()) {
+                continue; // every pairing conflicts: unreachable through this root
+            }
+            let dname = format!("{} (delegated from {name})", route_name(dres, k, dr));
+            out.extend(compile_route(c, dres, dr, dname, &merged, snap));
+        }
     }
     out
+}
+
+fn route_name(vr: &Resource, i: usize, r: &HttpRoute) -> String {
+    match &r.name {
+        Some(n) => format!(
+            "VirtualService {}/{} http[{i}] {n:?}",
+            vr.namespace, vr.name
+        ),
+        None => format!("VirtualService {}/{} http[{i}]", vr.namespace, vr.name),
+    }
+}
+
+/// Decodes standard base64 (`directResponse.body.bytes`, validated at load).
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let t = s.trim().trim_end_matches('=');
+    let mut out = Vec::with_capacity(t.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in t.bytes() {
+        acc = acc << 6 | val(c)?;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// One `HTTPRoute` with the given (already narrowed) matches.
+fn compile_route(
+    c: &Config,
+    vr: &Resource,
+    r: &HttpRoute,
+    name: String,
+    applicable: &[HttpMatchRequest],
+    snap: &mut Snapshot,
+) -> Option<Route> {
+    let mut matches = Vec::with_capacity(applicable.len());
+    for m in applicable {
+        match RequestMatch::compile(m) {
+            Ok(m) => matches.push(m),
+            Err(e) => {
+                // Validation compiles the same regexes: unreachable for a valid config.
+                snap.notes.push(format!("{name}: match skipped: {e}"));
+            }
+        }
+    }
+    let action = if let Some(dr) = &r.direct_response {
+        let body = match dr.body.as_ref() {
+            Some(HttpBody { bytes: Some(b), .. }) => base64_decode(b).unwrap_or_default(),
+            Some(HttpBody {
+                string: Some(s), ..
+            }) => s.clone().into_bytes(),
+            _ => Vec::new(),
+        };
+        RouteAction::DirectResponse {
+            status: dr.status as u16,
+            body,
+        }
+    } else if let Some(rd) = &r.redirect {
+        RouteAction::Redirect(Redirect::compile(rd))
+    } else if !r.route.is_empty() {
+        let mut w = weighted(
+            c,
+            vr,
+            r.route.iter().map(|d| (d.destination.as_ref(), d.weight)),
+            snap,
+        );
+        w.headers = r
+            .route
+            .iter()
+            .filter(|d| d.destination.is_some())
+            .map(|d| HeaderPolicy::compile(d.headers.as_ref()))
+            .collect();
+        RouteAction::Forward(w)
+    } else {
+        return None;
+    };
+    let mut policy = RoutePolicy {
+        headers: HeaderPolicy::compile(r.headers.as_ref()),
+        fault: r.fault.as_ref().map(Fault::compile),
+        timeout: r
+            .timeout
+            .as_deref()
+            .and_then(|t| crate::config::duration::parse(t).ok())
+            .filter(|t| !t.is_zero()),
+        retry: RetryPolicy::compile(r.retries.as_ref()),
+        ..RoutePolicy::default()
+    };
+    if let Some(rw) = &r.rewrite {
+        match Rewrite::compile(rw) {
+            Ok(rw) => policy.rewrite = Some(rw),
+            Err(e) => snap.notes.push(format!("{name}: rewrite skipped: {e}")),
+        }
+    }
+    if let Some(cors) = &r.cors_policy {
+        match Cors::compile(cors) {
+            Ok(cp) => policy.cors = Some(cp),
+            Err(e) => snap.notes.push(format!("{name}: corsPolicy skipped: {e}")),
+        }
+    }
+    // `mirror` with `mirrorPercentage` (or the deprecated integer), or `mirrors`.
+    let mut mirrors: Vec<(&Destination, f64)> = Vec::new();
+    if let Some(m) = &r.mirror {
+        let pct = r
+            .mirror_percentage
+            .as_ref()
+            .map(|p| p.value)
+            .or(r.mirror_percent.or(r.mirror_percent_snake).map(f64::from))
+            .unwrap_or(100.0);
+        mirrors.push((m, pct / 100.0));
+    }
+    for m in r.mirrors.iter().flatten() {
+        if let Some(d) = &m.destination {
+            let pct = m.percentage.as_ref().map_or(100.0, |p| p.value);
+            mirrors.push((d, pct / 100.0));
+        }
+    }
+    for (d, fraction) in mirrors {
+        let cluster_name = ensure_cluster(c, vr, d, snap);
+        policy.mirrors.push(Mirror {
+            cluster: snap.clusters.get(&cluster_name).cloned(),
+            cluster_name,
+            fraction: fraction.clamp(0.0, 1.0),
+        });
+    }
+    Some(Route {
+        name: name.into(),
+        matches,
+        action,
+        policy,
+    })
 }
 
 /// The cluster name for a destination, building the cluster on first use. A destination
@@ -671,6 +809,7 @@ fn ensure_cluster(c: &Config, vr: &Resource, d: &Destination, snap: &mut Snapsho
     let endpoints = cluster::endpoints(c, ser, se, &fqdn, port, &subset_labels);
     let mut cluster = Cluster::new(name.clone(), endpoints);
     cluster.tcp_idle_timeout = cluster::tcp_idle_timeout(dr, &subset, port.number);
+    cluster.http2 = cluster::speaks_http2(dr, &subset, port);
     snap.clusters.insert(name.clone(), Arc::new(cluster));
     name
 }

@@ -433,7 +433,9 @@ impl RetryPolicy {
 
     /// Whether a reset or timed-out attempt (no response) is retried.
     pub fn retries_reset(&self) -> bool {
-        self.on.has(RetryOn::RESET) || self.on.has(RetryOn::FIVE_XX) || self.on.has(RetryOn::GATEWAY_ERROR)
+        self.on.has(RetryOn::RESET)
+            || self.on.has(RetryOn::FIVE_XX)
+            || self.on.has(RetryOn::GATEWAY_ERROR)
     }
 }
 
@@ -481,7 +483,8 @@ impl Cors {
                 .and_then(|d| duration::parse(d).ok())
                 .map(|d| d.as_secs().to_string()),
             allow_credentials: c.allow_credentials.unwrap_or(false),
-            ignore_unmatched_preflights: c.unmatched_preflights == Some(UnmatchedPreflights::Ignore),
+            ignore_unmatched_preflights: c.unmatched_preflights
+                == Some(UnmatchedPreflights::Ignore),
         })
     }
 
@@ -529,7 +532,13 @@ mod tests {
     fn redirect_locations_follow_envoy() {
         let r = redirect("{uri: /v1/bookRatings, authority: newratings.default.svc.cluster.local}");
         assert_eq!(
-            loc(&r, "http", "ratings.com:8080", "/v1/getProductRatings", Some("a=1")),
+            loc(
+                &r,
+                "http",
+                "ratings.com:8080",
+                "/v1/getProductRatings",
+                Some("a=1")
+            ),
             "http://newratings.default.svc.cluster.local:8080/v1/bookRatings?a=1"
         );
         assert_eq!(r.code, 301);
@@ -537,20 +546,59 @@ mod tests {
         assert_eq!(loc(&r, "http", "a.com", "/x", None), "https://a.com/x");
         assert_eq!(r.code, 302);
         // The default port of the final scheme is dropped.
-        assert_eq!(loc(&redirect("{scheme: https}"), "http", "a.com:443", "/", None), "https://a.com/");
-        assert_eq!(loc(&redirect("{port: 8443}"), "http", "a.com:80", "/p", None), "http://a.com:8443/p");
-        assert_eq!(loc(&redirect("{port: 80}"), "http", "a.com:8080", "/p", None), "http://a.com/p");
         assert_eq!(
-            loc(&redirect("{derivePort: FROM_PROTOCOL_DEFAULT}"), "http", "a.com:8080", "/p", None),
+            loc(&redirect("{scheme: https}"), "http", "a.com:443", "/", None),
+            "https://a.com/"
+        );
+        assert_eq!(
+            loc(&redirect("{port: 8443}"), "http", "a.com:80", "/p", None),
+            "http://a.com:8443/p"
+        );
+        assert_eq!(
+            loc(&redirect("{port: 80}"), "http", "a.com:8080", "/p", None),
             "http://a.com/p"
         );
         assert_eq!(
-            loc(&redirect("{derivePort: FROM_REQUEST_PORT, scheme: https}"), "http", "a.com:8080", "/p", None),
+            loc(
+                &redirect("{derivePort: FROM_PROTOCOL_DEFAULT}"),
+                "http",
+                "a.com:8080",
+                "/p",
+                None
+            ),
+            "http://a.com/p"
+        );
+        assert_eq!(
+            loc(
+                &redirect("{derivePort: FROM_REQUEST_PORT, scheme: https}"),
+                "http",
+                "a.com:8080",
+                "/p",
+                None
+            ),
             "https://a.com:8080/p"
         );
-        assert_eq!(loc(&redirect("{authority: b.com:9000}"), "http", "a.com:8080", "/", None), "http://b.com:9000/");
+        assert_eq!(
+            loc(
+                &redirect("{authority: b.com:9000}"),
+                "http",
+                "a.com:8080",
+                "/",
+                None
+            ),
+            "http://b.com:9000/"
+        );
         // A new path with its own query replaces the query.
-        assert_eq!(loc(&redirect("{uri: \"/n?x=1\"}"), "http", "a.com", "/o", Some("y=2")), "http://a.com/n?x=1");
+        assert_eq!(
+            loc(
+                &redirect("{uri: \"/n?x=1\"}"),
+                "http",
+                "a.com",
+                "/o",
+                Some("y=2")
+            ),
+            "http://a.com/n?x=1"
+        );
     }
 
     #[test]
@@ -558,8 +606,16 @@ mod tests {
         let rw = |y: &str| Rewrite::compile(&serde_yaml::from_str(y).unwrap()).unwrap();
         let prefix = StrMatch::Prefix("/ratings".into());
         let exact = StrMatch::Exact("/ratings".into());
-        assert_eq!(rw("{uri: /v1/bookRatings}").path("/ratings/2", Some(&prefix)).as_deref(), Some("/v1/bookRatings/2"));
-        assert_eq!(rw("{uri: /v1}").path("/ratings", Some(&exact)).as_deref(), Some("/v1"));
+        assert_eq!(
+            rw("{uri: /v1/bookRatings}")
+                .path("/ratings/2", Some(&prefix))
+                .as_deref(),
+            Some("/v1/bookRatings/2")
+        );
+        assert_eq!(
+            rw("{uri: /v1}").path("/ratings", Some(&exact)).as_deref(),
+            Some("/v1")
+        );
         assert_eq!(rw("{uri: /v1/}").path("/x", None).as_deref(), Some("/v1/x"));
         assert_eq!(
             rw("{uriRegexRewrite: {match: \"^/service/([^/]+)(/.*)$\", rewrite: \"\\\\2/instance/\\\\1\"}}")
@@ -584,12 +640,21 @@ mod tests {
     fn retry_policies() {
         let d = RetryPolicy::default();
         assert_eq!(d.attempts, 2);
-        assert!(!d.retries_response(503, None), "the default does not retry a plain 503");
-        assert!(d.retries_response(200, Some(14)), "but does retry gRPC unavailable");
+        assert!(
+            !d.retries_response(503, None),
+            "the default does not retry a plain 503"
+        );
+        assert!(
+            d.retries_response(200, Some(14)),
+            "but does retry gRPC unavailable"
+        );
         assert!(d.retries_connect_failure());
         let p = |y: &str| RetryPolicy::compile(Some(&serde_yaml::from_str(y).unwrap()));
         let r = p("{attempts: 3, perTryTimeout: 2s, retryOn: \"gateway-error,connect-failure,refused-stream\"}");
-        assert_eq!((r.attempts, r.per_try_timeout), (3, Some(Duration::from_secs(2))));
+        assert_eq!(
+            (r.attempts, r.per_try_timeout),
+            (3, Some(Duration::from_secs(2)))
+        );
         assert!(r.retries_response(503, None) && !r.retries_response(500, None));
         let r = p("{attempts: 2, retryOn: \"5xx\"}");
         assert!(r.retries_response(500, None) && !r.retries_response(404, None));
@@ -598,19 +663,32 @@ mod tests {
         let r = p("{attempts: 2, retryOn: \"retriable-4xx\"}");
         assert!(r.retries_response(409, None) && !r.retries_response(404, None));
         assert_eq!(p("{attempts: 0}").attempts, 0);
-        let r = p("{attempts: 1, retryOn: \"cancelled,deadline-exceeded,internal,resource-exhausted\"}");
-        assert!([1, 4, 13, 8].iter().all(|g| r.retries_response(200, Some(*g))));
+        let r = p(
+            "{attempts: 1, retryOn: \"cancelled,deadline-exceeded,internal,resource-exhausted\"}",
+        );
+        assert!([1, 4, 13, 8]
+            .iter()
+            .all(|g| r.retries_response(200, Some(*g))));
         assert!(!r.retries_response(200, Some(14)));
     }
 
     #[test]
     fn faults_and_fractions() {
-        let f: HttpFaultInjection = serde_yaml::from_str("{delay: {fixedDelay: 2s, percentage: {value: 50}}, abort: {grpcStatus: UNAVAILABLE}}").unwrap();
+        let f: HttpFaultInjection = serde_yaml::from_str(
+            "{delay: {fixedDelay: 2s, percentage: {value: 50}}, abort: {grpcStatus: UNAVAILABLE}}",
+        )
+        .unwrap();
         let f = Fault::compile(&f);
         assert_eq!(f.delay, Some((Duration::from_secs(2), 0.5)));
-        assert_eq!(f.abort, Some((Abort::Grpc(14), 0.0)), "no percentage: Envoy aborts nothing");
+        assert_eq!(
+            f.abort,
+            Some((Abort::Grpc(14), 0.0)),
+            "no percentage: Envoy aborts nothing"
+        );
         assert!(sampled(1.0, u64::MAX) && !sampled(0.0, 0));
-        let hits = (0..1000u64).filter(|i| sampled(0.25, i * (u64::MAX / 1000))).count();
+        let hits = (0..1000u64)
+            .filter(|i| sampled(0.25, i * (u64::MAX / 1000)))
+            .count();
         assert_eq!(hits, 250);
     }
 

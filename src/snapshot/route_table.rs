@@ -3,7 +3,8 @@
 
 use super::cluster::Cluster;
 use super::host_index::{normalize, HostIndex};
-use super::matcher::{RequestMatch, RequestView};
+use super::matcher::{RequestMatch, RequestView, StrMatch};
+use super::route_policy::{HeaderPolicy, Redirect, RoutePolicy};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -14,6 +15,8 @@ pub enum RouteAction {
     Forward(WeightedClusters),
     /// `directResponse`: answer at the gateway.
     DirectResponse { status: u16, body: Vec<u8> },
+    /// `redirect`: a 3xx at the gateway.
+    Redirect(Redirect),
 }
 
 #[derive(Debug)]
@@ -23,11 +26,24 @@ pub struct Route {
     /// ORed; empty matches every request.
     pub matches: Vec<RequestMatch>,
     pub action: RouteAction,
+    pub policy: RoutePolicy,
 }
 
 impl Route {
     pub fn matches(&self, r: &RequestView) -> bool {
         self.matches.is_empty() || self.matches.iter().any(|m| m.matches(r))
+    }
+
+    /// `None` when the route does not take the request; else the `uri` condition of the
+    /// match entry that took it (if it had one).
+    pub fn matching(&self, r: &RequestView) -> Option<Option<&StrMatch>> {
+        if self.matches.is_empty() {
+            return Some(None);
+        }
+        self.matches
+            .iter()
+            .find(|m| m.matches(r))
+            .map(RequestMatch::uri)
     }
 }
 
@@ -41,6 +57,9 @@ pub struct WeightedClusters {
     /// no cluster (503 NC). Filled when the route is compiled, so a request does no look-up.
     #[serde(skip)]
     pub resolved: Vec<Option<Arc<Cluster>>>,
+    /// Destination-level `headers`, parallel to `clusters`.
+    #[serde(skip)]
+    pub headers: Vec<HeaderPolicy>,
 }
 
 impl WeightedClusters {
@@ -55,6 +74,7 @@ impl WeightedClusters {
             clusters,
             total,
             resolved: Vec::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -77,6 +97,19 @@ impl WeightedClusters {
     /// The cluster name for a random number `r`.
     pub fn pick(&self, r: u64) -> Option<&str> {
         self.pick_index(r).map(|i| self.clusters[i].0.as_str())
+    }
+
+    /// The destination for `r`: its cluster (`None`: no such cluster, 503 NC) and its
+    /// destination-level headers.
+    pub fn pick_destination(
+        &self,
+        r: u64,
+    ) -> Option<(Option<&Arc<Cluster>>, Option<&HeaderPolicy>)> {
+        let i = self.pick_index(r)?;
+        Some((
+            self.resolved.get(i).and_then(Option::as_ref),
+            self.headers.get(i),
+        ))
     }
 
     /// The resolved cluster for a random number `r` (`None`: no such cluster).
