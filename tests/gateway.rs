@@ -2,51 +2,9 @@
 //! HTTP clients. Configs are modelled on Istio's bookinfo and httpbin samples.
 
 mod common;
+use common::config::*;
 use common::net::*;
 use common::*;
-use std::net::SocketAddr;
-
-const MESH: &str = "apiVersion: meshgate.io/v1alpha1\nkind: MeshConfig\nmetadata: {name: m}\nspec: {defaultBindAddress: 127.0.0.1}\n";
-
-/// Writes the config (with `{PORT}` replaced by a free port) and starts the gateway.
-fn start(name: &str, yaml: &str) -> (Gateway, SocketAddr) {
-    let dir = scratch(name);
-    let port = free_port();
-    write(&dir, "conf/mesh.yaml", MESH);
-    write(
-        &dir,
-        "conf/all.yaml",
-        &yaml.replace("{PORT}", &port.to_string()),
-    );
-    let gw = Gateway::start(&dir);
-    (gw, format!("127.0.0.1:{port}").parse().unwrap())
-}
-
-fn gateway(name: &str, hosts: &str) -> String {
-    format!("---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: {name}}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {{PORT}}, name: http, protocol: HTTP}}\n    hosts: {hosts}\n")
-}
-
-/// A STATIC ServiceEntry `host` with one endpoint per (upstream, labels).
-fn service(host: &str, endpoints: &[(&Upstream, &str)]) -> String {
-    let eps: String = endpoints
-        .iter()
-        .map(|(u, labels)| {
-            format!(
-                "  - {{address: 127.0.0.1, ports: {{http: {}}}, labels: {{{labels}}}}}\n",
-                u.port()
-            )
-        })
-        .collect();
-    format!("---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {host}}}\nspec:\n  hosts: [{host}]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints:\n{eps}")
-}
-
-fn vs(name: &str, hosts: &str, gateways: &str, http: &str) -> String {
-    format!("---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}}}\nspec:\n  hosts: {hosts}\n  gateways: {gateways}\n  http:\n{http}")
-}
-
-fn to(host: &str) -> String {
-    format!("    route: [{{destination: {{host: {host}}}}}]\n")
-}
 
 #[test]
 fn host_selection_and_no_fallback() {

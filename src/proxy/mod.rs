@@ -14,7 +14,7 @@ pub mod mirror;
 use crate::listener::tls_connection;
 use crate::rng::Rng;
 use crate::snapshot::matcher::RequestView;
-use crate::snapshot::route_policy::{sampled, Abort, RedirectInput, RoutePolicy};
+use crate::snapshot::route_policy::{Abort, RedirectInput, RoutePolicy};
 use crate::snapshot::route_table::{Route, RouteAction};
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
@@ -195,16 +195,16 @@ impl GatewayProxy {
         let Some(fault) = &policy.fault else {
             return Ok(false);
         };
-        if let Some((d, f)) = fault.delay {
-            if sampled(f, self.rng.random()) {
+        if let Some((d, sampler)) = &fault.delay {
+            if sampler.sample() {
                 ctx.flags.insert(ResponseFlags::DI);
-                tokio::time::sleep(d).await;
+                tokio::time::sleep(*d).await;
             }
         }
-        if let Some((abort, f)) = fault.abort {
-            if sampled(f, self.rng.random()) {
+        if let Some((abort, sampler)) = &fault.abort {
+            if sampler.sample() {
                 ctx.flags.insert(ResponseFlags::FI);
-                match abort {
+                match *abort {
                     Abort::Http(status) => {
                         local_reply(session, status, BODY_FAULT_ABORT.as_bytes()).await?
                     }
@@ -384,7 +384,7 @@ impl ProxyHttp for GatewayProxy {
         let mirrors: Vec<_> = policy
             .mirrors
             .iter()
-            .filter(|m| sampled(m.fraction, self.rng.random()))
+            .filter(|m| m.sampler.sample())
             .filter_map(|m| m.cluster.clone())
             .collect();
         if !mirrors.is_empty() {

@@ -24,7 +24,7 @@ use cluster::{cluster_name, Cluster};
 use l4_route::{L4Match, L4Route, Subnet};
 use matcher::RequestMatch;
 use route_policy::{
-    Cors, Fault, HeaderPolicy, Mirror, Redirect, RetryPolicy, Rewrite, RoutePolicy,
+    Cors, Fault, HeaderPolicy, Mirror, Redirect, RetryPolicy, Rewrite, RoutePolicy, Sampler,
 };
 use route_table::{Route, RouteAction, RouteTable, VirtualHost, WeightedClusters};
 use sni_router::{ChainAction, FilterChain, SniRouter, Terminated};
@@ -755,7 +755,7 @@ fn compile_route(
         policy.mirrors.push(Mirror {
             cluster: snap.clusters.get(&cluster_name).cloned(),
             cluster_name,
-            fraction: fraction.clamp(0.0, 1.0),
+            sampler: Sampler::new(fraction),
         });
     }
     Some(Route {

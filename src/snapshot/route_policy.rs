@@ -25,6 +25,43 @@ pub fn sampled(fraction: f64, r: u64) -> bool {
     fraction >= 1.0 || (r as f64 / u64::MAX as f64) < fraction
 }
 
+/// Picks `fraction` of requests (fault delays and aborts, mirrors) with its own
+/// low-discrepancy sequence: over any run of requests the share is within a request or
+/// two of the fraction, where Envoy's random draw wanders (a deliberate difference).
+#[derive(Debug)]
+pub struct Sampler {
+    pub fraction: f64,
+    seq: std::sync::atomic::AtomicU64,
+}
+
+impl Sampler {
+    pub fn new(fraction: f64) -> Sampler {
+        // Start at a per-process point so restarts do not repeat one pattern.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as u64);
+        Sampler {
+            fraction: fraction.clamp(0.0, 1.0),
+            seq: std::sync::atomic::AtomicU64::new(seed),
+        }
+    }
+
+    /// Whether this request is in the fraction.
+    pub fn sample(&self) -> bool {
+        if self.fraction <= 0.0 {
+            return false;
+        }
+        let n = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        sampled(self.fraction, n.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+}
+
+impl PartialEq for Sampler {
+    fn eq(&self, other: &Sampler) -> bool {
+        self.fraction == other.fraction
+    }
+}
+
 /// Istio `HeaderOperations`, names lower-cased.
 #[derive(Debug, Default, Clone)]
 pub struct HeaderOps {
@@ -261,15 +298,15 @@ pub enum Abort {
 /// Istio `HTTPFaultInjection`: delay and abort, each with its own fraction of requests.
 #[derive(Debug, Default)]
 pub struct Fault {
-    pub delay: Option<(Duration, f64)>,
-    pub abort: Option<(Abort, f64)>,
+    pub delay: Option<(Duration, Sampler)>,
+    pub abort: Option<(Abort, Sampler)>,
 }
 
 impl Fault {
     pub fn compile(f: &HttpFaultInjection) -> Fault {
         let delay = f.delay.as_ref().and_then(|d| {
             let t = duration::parse(d.fixed_delay.as_deref()?).ok()?;
-            Some((t, fraction(d.percentage.as_ref(), d.percent)))
+            Some((t, Sampler::new(fraction(d.percentage.as_ref(), d.percent))))
         });
         let abort = f.abort.as_ref().and_then(|a| {
             let kind = if let Some(s) = a.http_status {
@@ -281,7 +318,7 @@ impl Fault {
                     .position(|s| *s == name)?;
                 Abort::Grpc(code as u32)
             };
-            Some((kind, fraction(a.percentage.as_ref(), None)))
+            Some((kind, Sampler::new(fraction(a.percentage.as_ref(), None))))
         });
         Fault { delay, abort }
     }
@@ -445,7 +482,7 @@ pub struct Mirror {
     pub cluster_name: String,
     pub cluster: Option<Arc<Cluster>>,
     /// Absent `percentage` means every request.
-    pub fraction: f64,
+    pub sampler: Sampler,
 }
 
 /// Istio `CorsPolicy` as Envoy's CORS filter applies it.
@@ -679,12 +716,18 @@ mod tests {
         )
         .unwrap();
         let f = Fault::compile(&f);
-        assert_eq!(f.delay, Some((Duration::from_secs(2), 0.5)));
+        assert_eq!(f.delay, Some((Duration::from_secs(2), Sampler::new(0.5))));
         assert_eq!(
             f.abort,
-            Some((Abort::Grpc(14), 0.0)),
+            Some((Abort::Grpc(14), Sampler::new(0.0))),
             "no percentage: Envoy aborts nothing"
         );
+        let half = Sampler::new(0.5);
+        let n = (0..200).filter(|_| half.sample()).count();
+        assert!((98..=102).contains(&n), "{n}");
+        let tenth = Sampler::new(0.1);
+        assert!((8..=12).contains(&(0..100).filter(|_| tenth.sample()).count()));
+        assert!(!Sampler::new(0.0).sample() && Sampler::new(1.0).sample());
         assert!(sampled(1.0, u64::MAX) && !sampled(0.0, 0));
         let hits = (0..1000u64)
             .filter(|i| sampled(0.25, i * (u64::MAX / 1000)))

@@ -100,6 +100,7 @@ pub fn warning_lines(stderr: &str) -> Vec<&str> {
         .filter(|l| l.contains(": warning: "))
         .collect()
 }
+pub mod config;
 pub mod net;
 pub mod peers;
 pub mod pki;

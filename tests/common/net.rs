@@ -39,8 +39,21 @@ pub struct Upstream {
     pub conns: Arc<AtomicUsize>,
 }
 
+/// How an upstream misbehaves: the first `fail_first` requests get `fail_status` (or,
+/// with `fail_status` 0, a closed connection); every answer waits `delay`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Behavior {
+    pub fail_first: usize,
+    pub fail_status: u16,
+    pub delay: Duration,
+}
+
 impl Upstream {
     pub fn start(name: &str) -> Upstream {
+        Upstream::start_with(name, Behavior::default())
+    }
+
+    pub fn start_with(name: &str, behavior: Behavior) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -51,7 +64,7 @@ impl Upstream {
             for conn in listener.incoming().flatten() {
                 c.fetch_add(1, Ordering::SeqCst);
                 let (n, s, h) = (n.clone(), s.clone(), h.clone());
-                std::thread::spawn(move || serve_conn(conn, &n, &s, &h));
+                std::thread::spawn(move || serve_conn(conn, &n, &s, &h, behavior));
             }
         });
         Upstream {
@@ -81,7 +94,13 @@ impl Upstream {
     }
 }
 
-fn serve_conn(conn: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>, hits: &AtomicUsize) {
+fn serve_conn(
+    conn: TcpStream,
+    name: &str,
+    seen: &Mutex<Vec<Seen>>,
+    hits: &AtomicUsize,
+    behavior: Behavior,
+) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
     let mut w = conn.try_clone().unwrap();
     let mut r = BufReader::new(conn);
@@ -148,10 +167,18 @@ fn serve_conn(conn: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>, hits: &Atomi
             headers,
             body_len,
         });
-        hits.fetch_add(1, Ordering::SeqCst);
+        let n = hits.fetch_add(1, Ordering::SeqCst);
+        if !behavior.delay.is_zero() {
+            std::thread::sleep(behavior.delay);
+        }
+        let failing = n < behavior.fail_first;
+        if failing && behavior.fail_status == 0 {
+            return; // reset: close without an answer
+        }
+        let status = if failing { behavior.fail_status } else { 200 };
         let body = format!("{name} {body_len}");
         let resp = format!(
-            "HTTP/1.1 200 OK\r\nx-upstream: {name}\r\ncontent-length: {}\r\n\r\n{body}",
+            "HTTP/1.1 {status} X\r\nx-upstream: {name}\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         );
         if w.write_all(resp.as_bytes()).is_err() || close {
