@@ -38,10 +38,6 @@ const MAX_REQUEST_HEADERS: usize = 100;
 /// Istio's default upstream connect timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Envoy's retry back-off: 25 ms doubling per retry, at most 250 ms, with jitter.
-const RETRY_BACKOFF_BASE: Duration = Duration::from_millis(25);
-const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(250);
-
 pub struct GatewayProxy {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     /// Weighted picks, fault and mirror sampling, request ids.
@@ -441,11 +437,16 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
         if ctx.attempts > 0 {
-            // A retry: back off (25 ms doubling, jittered) unless the deadline is nearer.
-            let n = ctx.attempts.min(4);
-            let cap = (RETRY_BACKOFF_BASE * 2u32.pow(n - 1)).min(RETRY_BACKOFF_MAX);
-            let jitter = (self.rng.random() % 1000) as u32;
-            let backoff = cap / 2 + cap / 2 * jitter / 1000;
+            // A retry: back off unless the deadline is nearer.
+            let backoff = ctx
+                .route
+                .as_ref()
+                .map(|r| {
+                    r.policy
+                        .retry
+                        .backoff_before(ctx.attempts, self.rng.random())
+                })
+                .unwrap_or_default();
             let backoff = match ctx.deadline {
                 Some(d) => backoff.min(d.saturating_duration_since(Instant::now())),
                 None => backoff,

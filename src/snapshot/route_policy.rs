@@ -379,7 +379,13 @@ pub struct RetryPolicy {
     /// Numeric `retryOn` entries (for `retriable-status-codes`; a number alone also
     /// enables it, as Istio does).
     pub codes: Vec<u16>,
+    /// `backoff`: the base interval between retries (Envoy's default 25 ms), doubling per
+    /// retry up to ten times the base, jittered.
+    pub backoff: Duration,
 }
+
+/// Envoy's default retry back-off base interval.
+pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(25);
 
 /// gRPC status codes by number, for `retryOn`'s gRPC conditions.
 const GRPC_CANCELLED: u32 = 1;
@@ -407,6 +413,7 @@ impl Default for RetryPolicy {
             per_try_timeout: None,
             on,
             codes: Vec::new(),
+            backoff: DEFAULT_RETRY_BACKOFF,
         }
     }
 }
@@ -427,6 +434,12 @@ impl RetryPolicy {
                 .and_then(|d| duration::parse(d).ok()),
             on: RetryOn::default(),
             codes: Vec::new(),
+            backoff: r
+                .backoff
+                .as_deref()
+                .and_then(|d| duration::parse(d).ok())
+                .filter(|d| !d.is_zero())
+                .unwrap_or(DEFAULT_RETRY_BACKOFF),
         };
         match r.retry_on.as_deref().filter(|s| !s.is_empty()) {
             None => p.on = RetryPolicy::default().on,
@@ -458,6 +471,17 @@ impl RetryPolicy {
                     || (on.has(RetryOn::RESOURCE_EXHAUSTED) && g == GRPC_RESOURCE_EXHAUSTED)
                     || (on.has(RetryOn::UNAVAILABLE) && g == GRPC_UNAVAILABLE)
             })
+    }
+
+    /// How long to wait before retry number `n` (1 for the first retry), given a uniform
+    /// random `r`: the base doubled per retry, capped at ten times the base, then a random
+    /// point in its upper half.
+    pub fn backoff_before(&self, n: u32, r: u64) -> Duration {
+        let cap = self
+            .backoff
+            .saturating_mul(1 << n.clamp(1, 8).saturating_sub(1))
+            .min(self.backoff * 10);
+        cap / 2 + cap.mul_f64((r % 1000) as f64 / 2000.0)
     }
 
     /// Whether a failed connection attempt is retried.
@@ -700,6 +724,15 @@ mod tests {
         let r = p("{attempts: 2, retryOn: \"retriable-4xx\"}");
         assert!(r.retries_response(409, None) && !r.retries_response(404, None));
         assert_eq!(p("{attempts: 0}").attempts, 0);
+        let b = p("{attempts: 5, backoff: 100ms}");
+        assert_eq!(b.backoff_before(1, 0), Duration::from_millis(50));
+        assert_eq!(b.backoff_before(3, 999), Duration::from_micros(399_800));
+        assert_eq!(
+            b.backoff_before(9, 0),
+            Duration::from_millis(500),
+            "capped at 10x base"
+        );
+        assert_eq!(d.backoff_before(1, 0), Duration::from_micros(12_500));
         let r = p(
             "{attempts: 1, retryOn: \"cancelled,deadline-exceeded,internal,resource-exhausted\"}",
         );

@@ -419,6 +419,18 @@ fn regexes_compile_at_validation() {
 
 #[test]
 fn faults() {
+    let w = warnings(&doc(
+        "VirtualService",
+        &vs_http(&format!(
+            "fault: {{abort: {{grpcStatus: UNAVAILABLE}}}}\n{ROUTE}"
+        )),
+    ));
+    assert!(
+        w.iter()
+            .any(|l| l.starts_with("spec.http[0].fault.abort.percentage: ")
+                && l.contains("abort no request")),
+        "{w:#?}"
+    );
     assert_ok(
         "VirtualService",
         &vs_http(&format!("fault:\n  delay: {{fixedDelay: 7s, percentage: {{value: 100}}}}\n  abort: {{httpStatus: 500, percentage: {{value: 50}}}}\n{ROUTE}")),

@@ -519,6 +519,12 @@ fn http_route(p: &str, r: &HttpRoute, delegate: bool, f: &mut Findings) {
         if let Some(a) = &fault.abort {
             let ap = format!("{fp}.abort");
             rules::percentage(&format!("{ap}.percentage"), &a.percentage, f);
+            if a.percentage.is_none() {
+                f.warn(
+                    format!("{ap}.percentage"),
+                    "percentage is not set: Envoy (and meshgate) abort no request; set percentage.value: 100 to abort every one",
+                );
+            }
             let kinds = [
                 a.http_status.is_some(),
                 a.grpc_status.is_some(),
@@ -556,6 +562,12 @@ fn http_route(p: &str, r: &HttpRoute, delegate: bool, f: &mut Findings) {
         if let Some(d) = &fault.delay {
             let dp = format!("{fp}.delay");
             rules::percentage(&format!("{dp}.percentage"), &d.percentage, f);
+            if d.percentage.is_none() && d.percent.is_none() {
+                f.warn(
+                    format!("{dp}.percentage"),
+                    "percentage is not set: Envoy (and meshgate) delay no request; set percentage.value: 100 to delay every one",
+                );
+            }
             if let Some(pct) = d.percent {
                 if !(0..=100).contains(&pct) {
                     f.error(
