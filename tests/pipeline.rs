@@ -209,7 +209,11 @@ fn route_timeout_answers_504_before_a_slow_upstream() {
             ..Behavior::default()
         },
     );
-    let http = "  - timeout: 500ms
+    let http = "  - match: [{uri: {prefix: /retried}}]
+    timeout: 1s
+    retries: {attempts: 5, perTryTimeout: 400ms, retryOn: gateway-error}
+    route: [{destination: {host: slow.internal}}]
+  - timeout: 500ms
     route: [{destination: {host: slow.internal}}]
 ";
     let (_gw, addr) = start(
@@ -226,6 +230,21 @@ fn route_timeout_answers_504_before_a_slow_upstream() {
     assert!(
         took >= Duration::from_millis(450) && took < Duration::from_millis(1500),
         "{took:?}"
+    );
+    // The route timeout covers every try: 400 ms tries are cut off at 1 s in all.
+    let before = slow.count();
+    let t = Instant::now();
+    let r = get(addr, &host(addr), "/retried", &[]);
+    let took = t.elapsed();
+    assert_eq!(r.status, 504);
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_millis(1900),
+        "{took:?}"
+    );
+    let tries = slow.count() - before;
+    assert!(
+        (2..=4).contains(&tries),
+        "per-try timeouts retried within the route timeout: {tries}"
     );
 }
 
@@ -369,7 +388,10 @@ fn mirrors_get_a_copy_and_never_slow_the_client() {
 fn cors_preflights_and_simple_requests() {
     // Istio's routing integration test "cors".
     let up = Upstream::start("b");
-    let http = "  - corsPolicy:
+    let http = "  - match: [{uri: {prefix: /ignore}}]
+    corsPolicy: {allowOrigins: [{exact: cors.com}], unmatchedPreflights: IGNORE}
+    route: [{destination: {host: b.internal}}]
+  - corsPolicy:
       allowOrigins: [{exact: cors.com}]
       allowMethods: [POST, GET]
       allowCredentials: false
@@ -429,6 +451,25 @@ fn cors_preflights_and_simple_requests() {
     );
     let r = get(addr, &h, "/", &[]);
     assert_eq!(r.header("access-control-allow-origin"), None);
+
+    // unmatchedPreflights: IGNORE answers an unknown origin's preflight without CORS headers.
+    let before = up.count();
+    let r = request(
+        addr,
+        "OPTIONS",
+        &h,
+        "/ignore",
+        &[
+            ("origin", "evil.com"),
+            ("access-control-request-method", "GET"),
+        ],
+        b"",
+    );
+    assert_eq!(
+        (r.status, r.header("access-control-allow-origin")),
+        (200, None)
+    );
+    assert_eq!(up.count(), before, "not forwarded");
 }
 
 #[test]

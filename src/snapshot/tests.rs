@@ -260,3 +260,24 @@ fn a_virtual_service_with_several_hosts_is_compiled_once() {
         "clusters are resolved when the route is compiled"
     );
 }
+
+#[test]
+fn http2_upstreams_by_port_protocol_or_upgrade_policy() {
+    let port = |proto: &str| ServicePort {
+        number: 80,
+        protocol: Some(proto.into()),
+        name: "p".into(),
+        target_port: None,
+    };
+    let dr: DestinationRuleSpec = serde_yaml::from_str("host: a\nsubsets:\n- name: h1\n  labels: {v: \"1\"}\n  trafficPolicy: {connectionPool: {http: {h2UpgradePolicy: DO_NOT_UPGRADE}}}\ntrafficPolicy: {connectionPool: {http: {h2UpgradePolicy: UPGRADE}}}\n").unwrap();
+    assert!(cluster::speaks_http2(None, "", &port("GRPC")));
+    assert!(!cluster::speaks_http2(None, "", &port("HTTP")));
+    assert!(
+        cluster::speaks_http2(Some(&dr), "", &port("HTTP")),
+        "UPGRADE"
+    );
+    assert!(
+        !cluster::speaks_http2(Some(&dr), "h1", &port("GRPC")),
+        "DO_NOT_UPGRADE in the subset wins"
+    );
+}
