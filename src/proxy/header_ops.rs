@@ -11,29 +11,25 @@ pub trait HeaderMap {
     fn remove(&mut self, k: &str);
 }
 
-impl HeaderMap for RequestHeader {
-    fn set(&mut self, k: &str, v: &str) -> Result<()> {
-        self.insert_header(k.to_string(), v)
-    }
-    fn add(&mut self, k: &str, v: &str) -> Result<()> {
-        self.append_header(k.to_string(), v).map(drop)
-    }
-    fn remove(&mut self, k: &str) {
-        self.remove_header(k);
-    }
+/// Both header types have the same inherent methods; one implementation serves both.
+macro_rules! header_map {
+    ($t:ty) => {
+        impl HeaderMap for $t {
+            fn set(&mut self, k: &str, v: &str) -> Result<()> {
+                self.insert_header(k.to_string(), v)
+            }
+            fn add(&mut self, k: &str, v: &str) -> Result<()> {
+                self.append_header(k.to_string(), v).map(drop)
+            }
+            fn remove(&mut self, k: &str) {
+                self.remove_header(k);
+            }
+        }
+    };
 }
 
-impl HeaderMap for ResponseHeader {
-    fn set(&mut self, k: &str, v: &str) -> Result<()> {
-        self.insert_header(k.to_string(), v)
-    }
-    fn add(&mut self, k: &str, v: &str) -> Result<()> {
-        self.append_header(k.to_string(), v).map(drop)
-    }
-    fn remove(&mut self, k: &str) {
-        self.remove_header(k);
-    }
-}
+header_map!(RequestHeader);
+header_map!(ResponseHeader);
 
 /// Applies `set`, then `add`, then `remove`, as Envoy orders them.
 pub fn apply(ops: &HeaderOps, h: &mut impl HeaderMap) -> Result<()> {

@@ -69,7 +69,9 @@ fn is_connect_error(e: &Error) -> bool {
 enum Decision {
     /// `tls.httpsRedirect`: a 301 to this location.
     HttpsRedirect(String),
-    /// A route took the request; the rewritten path, if its `uri` matched a prefix/exact.
+    /// A route took the request: the route, the path its `rewrite` gives (if any), and
+    /// the `Location` its `redirect` gives (if it redirects). Both are worked out while
+    /// the matching `uri` condition is at hand.
     Route(Arc<Route>, Option<String>, Option<String>),
 }
 
@@ -503,7 +505,14 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         // Istio turns on Envoy's `include_request_attempt_count`.
-        upstream_request.insert_header("x-envoy-attempt-count", ctx.attempts.to_string())?;
+        const COUNTS: [&str; 12] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"];
+        match COUNTS.get(ctx.attempts as usize) {
+            Some(n) => upstream_request
+                .insert_header("x-envoy-attempt-count", http::HeaderValue::from_static(n))?,
+            None => {
+                upstream_request.insert_header("x-envoy-attempt-count", ctx.attempts.to_string())?
+            }
+        }
         Ok(())
     }
 
