@@ -534,14 +534,17 @@ impl ProxyHttp for GatewayProxy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
         let in_time = ctx.deadline.is_none_or(|d| Instant::now() < d);
-        if ctx.attempts <= policy.retry.attempts
-            && in_time
-            && policy.retry.retries_response(status, grpc)
-        {
-            ctx.retrying_status = Some(status);
-            let mut e = Error::explain(ErrorType::HTTPStatus(status), "retriable upstream status");
-            e.set_retry(true);
-            return Err(e);
+        if policy.retry.retries_response(status, grpc) {
+            if ctx.attempts <= policy.retry.attempts && in_time {
+                ctx.retrying_status = Some(status);
+                let mut e =
+                    Error::explain(ErrorType::HTTPStatus(status), "retriable upstream status");
+                e.set_retry(true);
+                return Err(e);
+            }
+            if ctx.attempts > 1 {
+                ctx.flags.insert(ResponseFlags::URX); // the last answer goes to the client
+            }
         }
         if let Some(t) = ctx.attempt_started {
             resp.insert_header(
