@@ -38,6 +38,9 @@ const MAX_REQUEST_HEADERS: usize = 100;
 /// Istio's default upstream connect timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Concurrent requests on one upstream HTTP/2 connection.
+const H2_STREAMS_PER_CONNECTION: usize = 128;
+
 pub struct GatewayProxy {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     /// Weighted picks, fault and mirror sampling, request ids.
@@ -476,6 +479,8 @@ impl ProxyHttp for GatewayProxy {
         peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
         if cluster.http2 {
             peer.options.set_http_version(2, 2); // h2c, prior knowledge
+            // Multiplex requests over one connection (Pingora's default is one stream).
+            peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
         }
         // The wait for the upstream: the per-try timeout or what is left of the route's.
         let per_try = ctx
