@@ -207,7 +207,7 @@ fn mutual_optional_san_and_protocol_versions_per_host_on_one_port() {
     let up = Upstream::start("app");
     let files = "serverCertificate: {PKI}/server.crt, privateKey: {PKI}/server.key";
     s.config(&format!(
-        "{GW}  - port: {{number: {{PORT}}, name: https-mtls, protocol: HTTPS}}\n    tls: {{mode: MUTUAL, {files}, caCertificates: {{PKI}}/client-ca.crt}}\n    hosts: [mtls.example.com]\n  - port: {{number: {{PORT}}, name: https-optional, protocol: HTTPS}}\n    tls: {{mode: OPTIONAL_MUTUAL, credentialName: optional-credential}}\n    hosts: [optional.example.com]\n  - port: {{number: {{PORT}}, name: https-san, protocol: HTTPS}}\n    tls: {{mode: MUTUAL, {files}, caCertificates: {{PKI}}/client-ca.crt, subjectAltNames: [spiffe://example.com/good]}}\n    hosts: [san.example.com]\n  - port: {{number: {{PORT}}, name: https-13, protocol: HTTPS}}\n    tls: {{mode: SIMPLE, {files}, minProtocolVersion: TLSV1_3}}\n    hosts: [tls13.example.com]\n{}{}",
+        "{GW}  - port: {{number: {{PORT}}, name: https-mtls, protocol: HTTPS}}\n    tls: {{mode: MUTUAL, {files}, caCertificates: {{PKI}}/client-ca.crt}}\n    hosts: [mtls.example.com]\n  - port: {{number: {{PORT}}, name: https-optional, protocol: HTTPS}}\n    tls: {{mode: OPTIONAL_MUTUAL, credentialName: optional-credential}}\n    hosts: [optional.example.com]\n  - port: {{number: {{PORT}}, name: https-san, protocol: HTTPS}}\n    tls: {{mode: MUTUAL, {files}, caCertificates: {{PKI}}/client-ca.crt, subjectAltNames: [spiffe://example.com/good]}}\n    hosts: [san.example.com]\n  - port: {{number: {{PORT}}, name: https-13, protocol: HTTPS}}\n    tls: {{mode: SIMPLE, {files}, minProtocolVersion: TLSV1_3}}\n    hosts: [tls13.example.com]\n  - port: {{number: {{PORT}}, name: https-cipher, protocol: HTTPS}}\n    tls: {{mode: SIMPLE, {files}, maxProtocolVersion: TLSV1_2, cipherSuites: [ECDHE-ECDSA-AES256-GCM-SHA384]}}\n    hosts: [cipher.example.com]\n{}{}",
         service("app.internal", 80, up.port(), "app: a"),
         http_vs("all", "\"*.example.com\"", "app.internal"),
     ));
@@ -292,6 +292,29 @@ fn mutual_optional_san_and_protocol_versions_per_host_on_one_port() {
     let r = get("optional.example.com", None, &tls12);
     assert_eq!(r.status, 200, "{}", r.trace);
     assert!(r.trace.contains("TLSv1.2"));
+
+    // cipherSuites (TLS 1.2): only the listed suite is agreed.
+    let r = get(
+        "cipher.example.com",
+        None,
+        &["--ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256"],
+    );
+    assert!(
+        r.exit != 0 && r.status == 0,
+        "an unlisted suite must be refused: {}",
+        r.trace
+    );
+    let r = get(
+        "cipher.example.com",
+        None,
+        &["--ciphers", "ECDHE-ECDSA-AES256-GCM-SHA384"],
+    );
+    assert_eq!(r.status, 200, "{}", r.trace);
+    assert!(
+        r.trace.contains("ECDHE-ECDSA-AES256-GCM-SHA384"),
+        "{}",
+        r.trace
+    );
 }
 
 #[test]

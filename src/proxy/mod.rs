@@ -479,7 +479,7 @@ impl ProxyHttp for GatewayProxy {
         peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
         if cluster.http2 {
             peer.options.set_http_version(2, 2); // h2c, prior knowledge
-            // Multiplex requests over one connection (Pingora's default is one stream).
+                                                 // Multiplex requests over one connection (Pingora's default is one stream).
             peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
         }
         // The wait for the upstream: the per-try timeout or what is left of the route's.
