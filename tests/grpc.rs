@@ -25,12 +25,12 @@ async fn grpc_round_trip_and_grpc_status_abort() {
     );
 
     let yaml = format!(
-        "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {{PORT}}, name: grpc, protocol: GRPC}}\n    hosts: [\"*\"]\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: health}}\nspec:\n  hosts: [health.internal]\n  ports: [{{number: 50051, name: grpc, protocol: GRPC}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{grpc: {grpc_port}}}}}]\n{}",
+        "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {{PORT}}, name: grpc, protocol: GRPC}}\n    hosts: [\"*\"]\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: health}}\nspec:\n  hosts: [health.internal]\n  ports: [{{number: 50051, name: grpc, protocol: GRPC}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{grpc: {grpc_port}}}}}]\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: upgraded}}\nspec:\n  hosts: [upgraded.internal]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: {grpc_port}}}}}]\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: upgraded}}\nspec:\n  host: upgraded.internal\n  trafficPolicy: {{connectionPool: {{http: {{h2UpgradePolicy: UPGRADE}}}}}}\n{}",
         vs(
             "health",
             "[\"*\"]",
             "[gw]",
-            "  - match: [{headers: {x-fail: {exact: \"yes\"}}}]\n    fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 100}}}\n    route: [{destination: {host: health.internal}}]\n  - route: [{destination: {host: health.internal}}]\n"
+            "  - match: [{headers: {x-via: {exact: upgraded}}}]\n    route: [{destination: {host: upgraded.internal}}]\n  - match: [{headers: {x-fail: {exact: \"yes\"}}}]\n    fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 100}}}\n    route: [{destination: {host: health.internal}}]\n  - route: [{destination: {host: health.internal}}]\n"
         )
     );
     let (gw, gw_addr) = tokio::task::spawn_blocking(move || start("grpc", &yaml))
@@ -49,6 +49,15 @@ async fn grpc_round_trip_and_grpc_status_abort() {
         })
         .await
         .expect("a gRPC call through the gateway");
+    assert_eq!(resp.into_inner().status, ServingStatus::Serving as i32);
+
+    // An HTTP port upgraded to h2c by the DestinationRule reaches the same gRPC server.
+    let mut req = tonic::Request::new(HealthCheckRequest {
+        service: String::new(),
+    });
+    req.metadata_mut()
+        .insert("x-via", "upgraded".parse().unwrap());
+    let resp = client.check(req).await.expect("h2UpgradePolicy: UPGRADE");
     assert_eq!(resp.into_inner().status, ServingStatus::Serving as i32);
 
     let mut req = tonic::Request::new(HealthCheckRequest {

@@ -347,13 +347,19 @@ fn mirrors_get_a_copy_and_never_slow_the_client() {
             ..Behavior::default()
         },
     );
-    let http = "  - route: [{destination: {host: v1.internal}, weight: 100}]
+    let http = "  - match: [{uri: {prefix: /dead}}]
+    route: [{destination: {host: v1.internal}}]
+    mirrors: [{destination: {host: dead.internal}}]
+  - route: [{destination: {host: v1.internal}, weight: 100}]
     mirror: {host: v2.internal}
     mirrorPercentage: {value: 100.0}
 ";
+    // A mirror whose endpoint refuses connections.
+    let dead = format!("---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: dead}}\nspec:\n  hosts: [dead.internal]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: {}}}}}]\n", free_port());
     let services = [
         service("v1.internal", &[(&v1, "")]),
         service("v2.internal", &[(&v2, "")]),
+        dead,
     ];
     let (_gw, addr) = start("mirror", &config(&services, http));
     let h = host(addr);
@@ -382,6 +388,9 @@ fn mirrors_get_a_copy_and_never_slow_the_client() {
     );
     assert_eq!(seen.body_len, 13, "the body is mirrored too");
     assert_eq!(v1.last().header("host"), Some(h.as_str()));
+    // A failing mirror does not fail the client's request.
+    let r = post(addr, &h, "/dead", b"x");
+    assert_eq!((r.status, r.text().as_str()), (200, "v1 1"));
 }
 
 #[test]
@@ -389,7 +398,7 @@ fn cors_preflights_and_simple_requests() {
     // Istio's routing integration test "cors".
     let up = Upstream::start("b");
     let http = "  - match: [{uri: {prefix: /ignore}}]
-    corsPolicy: {allowOrigins: [{exact: cors.com}], unmatchedPreflights: IGNORE}
+    corsPolicy: {allowOrigins: [{prefix: \"https://\"}], unmatchedPreflights: IGNORE, exposeHeaders: [X-Exposed], allowCredentials: true}
     route: [{destination: {host: b.internal}}]
   - corsPolicy:
       allowOrigins: [{exact: cors.com}]
@@ -470,6 +479,20 @@ fn cors_preflights_and_simple_requests() {
         (200, None)
     );
     assert_eq!(up.count(), before, "not forwarded");
+    // A simple request from an allowed origin (prefix match): the origin echoed, with the
+    // exposed headers and credentials.
+    let r = get(
+        addr,
+        &h,
+        "/ignore",
+        &[("origin", "https://app.example.com")],
+    );
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(r.header("access-control-expose-headers"), Some("X-Exposed"));
+    assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
 }
 
 #[test]
