@@ -44,7 +44,8 @@ pub fn validate(paths: &[&Path], extra: &[&str]) -> (i32, String, String) {
 /// A fresh, empty directory for one test.
 pub fn scratch(name: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
+    // Under Cargo's per-target scratch space, not /tmp: `cargo clean` removes them.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "meshgate-test-{}-{}-{}",
         std::process::id(),
         name,
