@@ -152,15 +152,15 @@ fn regex_replacement(s: &str) -> String {
     out
 }
 
-/// The path after replacing the part `matched` matched with `to`: the prefix of a prefix
-/// match, the whole path of an exact match, else the leading `/` (Envoy's prefix rewrite
-/// on Istio's catch-all `/` prefix).
+/// The path after Envoy's `prefix_rewrite` as Istio sets it: the matched prefix of a
+/// prefix match is replaced; an exact or regex match has the whole path replaced; a rule
+/// without a `uri` condition (Istio's catch-all `/` prefix) has its leading `/` replaced.
 fn replace_matched(path: &str, matched: Option<&StrMatch>, to: &str) -> String {
     match matched {
         Some(StrMatch::Prefix(p)) if path.len() >= p.len() => {
             format!("{to}{}", &path[p.len()..])
         }
-        Some(StrMatch::Exact(_)) => to.to_string(),
+        Some(StrMatch::Exact(_) | StrMatch::Regex(_)) => to.to_string(),
         _ => format!("{to}{}", path.strip_prefix('/').unwrap_or(path)),
     }
 }
@@ -678,6 +678,12 @@ mod tests {
             Some("/v1")
         );
         assert_eq!(rw("{uri: /v1/}").path("/x", None).as_deref(), Some("/v1/x"));
+        let regex = StrMatch::Regex(Regex::new("^(?:/r/.*)$").unwrap());
+        assert_eq!(
+            rw("{uri: /v2}").path("/r/a/b", Some(&regex)).as_deref(),
+            Some("/v2"),
+            "a regex match swaps the whole path"
+        );
         assert_eq!(
             rw("{uriRegexRewrite: {match: \"^/service/([^/]+)(/.*)$\", rewrite: \"\\\\2/instance/\\\\1\"}}")
                 .path("/service/foo/v1/api", None)
