@@ -97,7 +97,6 @@ pub struct RequestContext {
     /// The upstream answer was refused for a retry (its status).
     pub retrying_status: Option<u16>,
     pub flags: ResponseFlags,
-    pub route_name: Option<Arc<str>>,
     /// An allowed CORS `Origin`, echoed on the response.
     pub cors_origin: Option<String>,
     pub mirror: Option<PendingMirror>,
@@ -117,7 +116,6 @@ impl Default for RequestContext {
             per_try_timed_out: false,
             retrying_status: None,
             flags: ResponseFlags::default(),
-            route_name: None,
             cors_origin: None,
             mirror: None,
         }

@@ -340,7 +340,6 @@ impl ProxyHttp for GatewayProxy {
             }
             Some(Decision::Route(r, p, l)) => (r, p, l),
         };
-        ctx.route_name = Some(route.name.clone());
         ctx.route = Some(route.clone());
         let policy = &route.policy;
 
@@ -360,9 +359,11 @@ impl ProxyHttp for GatewayProxy {
             }
             RouteAction::Forward(w) => w,
         };
-        let r = self.rng.spread();
-        let cluster = weighted.pick_destination(r).and_then(|(c, _)| c.cloned());
-        ctx.destination = weighted.pick_index(r);
+        ctx.destination = weighted.pick_index(self.rng.spread());
+        let cluster = ctx
+            .destination
+            .and_then(|i| weighted.cluster_at(i))
+            .cloned();
         self.rewrite(session.req_header_mut(), &route, ctx.destination, new_path)?;
 
         let Some(cluster) = cluster else {

@@ -30,10 +30,6 @@ pub struct Route {
 }
 
 impl Route {
-    pub fn matches(&self, r: &RequestView) -> bool {
-        self.matches.is_empty() || self.matches.iter().any(|m| m.matches(r))
-    }
-
     /// `None` when the route does not take the request; else the `uri` condition of the
     /// match entry that took it (if it had one).
     pub fn matching(&self, r: &RequestView) -> Option<Option<&StrMatch>> {
@@ -99,24 +95,14 @@ impl WeightedClusters {
         self.pick_index(r).map(|i| self.clusters[i].0.as_str())
     }
 
-    /// The destination for `r`: its cluster (`None`: no such cluster, 503 NC) and its
-    /// destination-level headers.
-    pub fn pick_destination(
-        &self,
-        r: u64,
-    ) -> Option<(Option<&Arc<Cluster>>, Option<&HeaderPolicy>)> {
-        let i = self.pick_index(r)?;
-        Some((
-            self.resolved.get(i).and_then(Option::as_ref),
-            self.headers.get(i),
-        ))
+    /// The resolved cluster of destination `i` (`None`: no such cluster, 503 NC).
+    pub fn cluster_at(&self, i: usize) -> Option<&Arc<Cluster>> {
+        self.resolved.get(i).and_then(Option::as_ref)
     }
 
     /// The resolved cluster for a random number `r` (`None`: no such cluster).
     pub fn pick_cluster(&self, r: u64) -> Option<&Arc<Cluster>> {
-        self.pick_index(r)
-            .and_then(|i| self.resolved.get(i))
-            .and_then(Option::as_ref)
+        self.pick_index(r).and_then(|i| self.cluster_at(i))
     }
 }
 
