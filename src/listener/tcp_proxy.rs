@@ -3,14 +3,11 @@
 //! shuts its write side still gets the rest of the answer); a connection with no bytes
 //! either way for the cluster's `idleTimeout` is closed.
 
-use crate::snapshot::cluster::Cluster;
+use crate::snapshot::cluster::{Cluster, CONNECT_TIMEOUT};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Istio's default upstream connect timeout.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connects to an endpoint of `cluster` and splices `downstream` to it. Envoy's TCP proxy
 /// makes one connect attempt; a failure closes the client's connection (flag UF).

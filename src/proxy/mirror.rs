@@ -16,15 +16,9 @@ pub const MAX_MIRROR_BODY: usize = 1024 * 1024;
 
 /// `host[:port]` → `host-shadow[:port]`, as Envoy names a shadowed authority.
 pub fn shadow_host(authority: &str) -> String {
-    match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
-            if p.bytes().all(|c| c.is_ascii_digit()) && !p.is_empty() {
-                format!("{h}-shadow:{p}")
-            } else {
-                format!("{authority}-shadow")
-            }
-        }
-        _ => format!("{authority}-shadow"),
+    match crate::snapshot::host_index::split_host_port(authority) {
+        (h, Some(p)) => format!("{h}-shadow:{p}"),
+        (h, None) => format!("{h}-shadow"),
     }
 }
 

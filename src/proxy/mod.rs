@@ -13,6 +13,7 @@ pub mod mirror;
 
 use crate::listener::tls_connection;
 use crate::rng::Rng;
+use crate::snapshot::cluster::CONNECT_TIMEOUT;
 use crate::snapshot::matcher::RequestView;
 use crate::snapshot::route_policy::{Abort, RedirectInput, RoutePolicy};
 use crate::snapshot::route_table::{Route, RouteAction};
@@ -28,15 +29,12 @@ use pingora::proxy::FailToProxy;
 use pingora::ErrorType;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Envoy's default limit on the total size of request headers (`max_request_headers_kb`).
 const MAX_REQUEST_HEADERS_BYTES: usize = 60 * 1024;
 /// Envoy's default limit on the number of request headers (`max_headers_count`).
 const MAX_REQUEST_HEADERS: usize = 100;
-
-/// Istio's default upstream connect timeout.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Concurrent requests on one upstream HTTP/2 connection.
 const H2_STREAMS_PER_CONNECTION: usize = 128;

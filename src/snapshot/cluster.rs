@@ -16,6 +16,9 @@ pub struct Endpoint {
     pub labels: OrderedMap<String>,
 }
 
+/// Istio's default upstream connect timeout (`connectionPool.tcp.connectTimeout`).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Istio's default `connectionPool.tcp.idleTimeout`.
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 

@@ -66,18 +66,24 @@ pub fn normalize(authority: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// `host:port` → `host`; `[v6]:port` → `[v6]`.
-pub fn strip_port(authority: &str) -> &str {
+/// `host[:port]` → (host, port); `[v6]:port` → (`[v6]`, port). A trailing `:` with no
+/// digits is not a port.
+pub fn split_host_port(authority: &str) -> (&str, Option<&str>) {
     if authority.starts_with('[') {
-        return match authority.find(']') {
-            Some(i) => &authority[..=i],
-            None => authority,
+        return match authority.find("]:") {
+            Some(i) => (&authority[..=i], Some(&authority[i + 2..])),
+            None => (authority, None),
         };
     }
     match authority.rsplit_once(':') {
-        Some((h, p)) if p.bytes().all(|c| c.is_ascii_digit()) => h,
-        _ => authority,
+        Some((h, p)) if !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()) => (h, Some(p)),
+        _ => (authority, None),
     }
+}
+
+/// `host:port` → `host`; `[v6]:port` → `[v6]`.
+pub fn strip_port(authority: &str) -> &str {
+    split_host_port(authority).0
 }
 
 #[cfg(test)]
@@ -113,5 +119,8 @@ mod tests {
         assert_eq!(normalize("a.com."), "a.com");
         assert_eq!(strip_port("[::1]:8080"), "[::1]");
         assert_eq!(strip_port("[::1]"), "[::1]");
+        assert_eq!(split_host_port("a.com:80"), ("a.com", Some("80")));
+        assert_eq!(split_host_port("a.com:x"), ("a.com:x", None));
+        assert_eq!(split_host_port("[::1]:8080"), ("[::1]", Some("8080")));
     }
 }

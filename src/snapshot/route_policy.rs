@@ -3,6 +3,7 @@
 //! logic (paths, locations, decisions); the proxy applies it to requests.
 
 use super::cluster::Cluster;
+use super::host_index::split_host_port;
 use super::matcher::StrMatch;
 use crate::config::duration;
 use crate::config::model::*;
@@ -201,20 +202,6 @@ pub struct Redirect {
     derive_port: Option<RedirectPortSelection>,
     scheme: Option<String>,
     pub code: u16,
-}
-
-/// `host[:port]` → (host, port).
-fn split_host_port(authority: &str) -> (&str, Option<&str>) {
-    if authority.starts_with('[') {
-        return match authority.find("]:") {
-            Some(i) => (&authority[..=i], Some(&authority[i + 2..])),
-            None => (authority, None),
-        };
-    }
-    match authority.rsplit_once(':') {
-        Some((h, p)) if !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()) => (h, Some(p)),
-        _ => (authority, None),
-    }
 }
 
 /// What a redirect needs from the request.
