@@ -69,3 +69,96 @@ async fn grpc_round_trip_and_grpc_status_abort() {
     assert_eq!(status.message(), "fault filter abort");
     drop(gw);
 }
+
+/// A bare h2c gRPC call: (HTTP status, grpc-status, grpc-message, whether the response was
+/// trailers-only: its one HEADERS frame ended the stream).
+async fn h2_grpc_call(
+    addr: std::net::SocketAddr,
+    path: &str,
+    content_type: &str,
+) -> (u16, Option<String>, Option<String>, bool) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://grpc.example{path}"))
+        .header("content-type", content_type)
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (resp, mut body) = client.send_request(req, false).unwrap();
+    body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+        .unwrap();
+    let resp = resp.await.unwrap();
+    let h = |n: &str| {
+        resp.headers()
+            .get(n)
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    (
+        resp.status().as_u16(),
+        h("grpc-status"),
+        h("grpc-message"),
+        resp.body().is_end_stream(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_local_replies_are_trailers_only_with_envoys_status() {
+    let yaml = format!(
+        "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {{PORT}}, name: grpc, protocol: GRPC}}\n    hosts: [\"*\"]\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: empty}}\nspec:\n  hosts: [empty.internal]\n  ports: [{{number: 50051, name: grpc, protocol: GRPC}}]\n  resolution: STATIC\n{}",
+        vs(
+            "g",
+            "[\"*\"]",
+            "[gw]",
+            "  - match: [{uri: {prefix: /abort}}]\n    fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 100}}}\n    route: [{destination: {host: empty.internal}}]\n  - match: [{uri: {prefix: /teapot}}]\n    fault: {abort: {httpStatus: 418, percentage: {value: 100}}}\n    route: [{destination: {host: empty.internal}}]\n  - match: [{uri: {prefix: /empty}}]\n    route: [{destination: {host: empty.internal}}]\n"
+        )
+    );
+    let (gw, addr) = tokio::task::spawn_blocking(move || start("grpc-local", &yaml))
+        .await
+        .unwrap();
+    // Envoy's fault filter: a grpcStatus abort is HTTP 200 with the status, in one
+    // HEADERS frame that ends the stream (a gRPC client reads no trailers otherwise).
+    assert_eq!(
+        h2_grpc_call(addr, "/abort", "application/grpc").await,
+        (
+            200,
+            Some("14".into()),
+            Some("fault filter abort".into()),
+            true
+        )
+    );
+    // Local replies to gRPC requests: httpToGrpcStatus of the HTTP status.
+    assert_eq!(
+        h2_grpc_call(addr, "/teapot", "application/grpc+proto").await,
+        (
+            200,
+            Some("2".into()),
+            Some("fault filter abort".into()),
+            true
+        ),
+        "418 → UNKNOWN"
+    );
+    assert_eq!(
+        h2_grpc_call(addr, "/none", "application/grpc").await,
+        (200, Some("12".into()), None, true),
+        "no route (404 NR) → UNIMPLEMENTED"
+    );
+    assert_eq!(
+        h2_grpc_call(addr, "/empty", "application/grpc").await,
+        (
+            200,
+            Some("14".into()),
+            Some("no healthy upstream".into()),
+            true
+        ),
+        "no endpoints (503 UH) → UNAVAILABLE"
+    );
+    // Not a gRPC request: the fault filter's plain HTTP 200, and plain errors.
+    let (status, grpc, _, _) = h2_grpc_call(addr, "/abort", "application/json").await;
+    assert_eq!((status, grpc), (200, None));
+    let (status, grpc, _, ended) = h2_grpc_call(addr, "/none", "application/grpc-web").await;
+    assert_eq!((status, grpc, ended), (404, None, true));
+    drop(gw);
+}

@@ -191,10 +191,14 @@ fn faults_abort_a_share_and_delay() {
     );
 
     let before = up.count();
-    let r = get(addr, &h, "/grpc", &[]);
+    let r = get(addr, &h, "/grpc", &[("content-type", "application/grpc")]);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("grpc-status"), Some("14"));
     assert_eq!(r.header("content-type"), Some("application/grpc"));
+    // A request that is not gRPC gets Envoy's fault filter answer: a plain 200.
+    let r = get(addr, &h, "/grpc", &[]);
+    assert_eq!((r.status, r.text().as_str()), (200, "fault filter abort"));
+    assert_eq!(r.header("grpc-status"), None);
     assert_eq!(up.count(), before);
     // Envoy applies an abort without a percentage to no request.
     assert_eq!(get(addr, &h, "/unset", &[]).status, 200);

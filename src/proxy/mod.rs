@@ -289,6 +289,7 @@ impl ProxyHttp for GatewayProxy {
             let header = |name: &str| header(req, name);
             let view = RequestView {
                 path: req.uri.path(),
+                path_and_query: req.uri.path_and_query().map_or("/", |p| p.as_str()),
                 query: req.uri.query(),
                 method: req.method.as_str(),
                 scheme,
@@ -314,6 +315,7 @@ impl ProxyHttp for GatewayProxy {
                     let location = match &route.action {
                         RouteAction::Redirect(r) => Some(r.location(&RedirectInput {
                             scheme,
+                            listener_port: local.port(),
                             authority,
                             path: view.path,
                             query: view.query,

@@ -14,6 +14,15 @@ pub enum StrMatch {
 }
 
 impl StrMatch {
+    /// A header condition: as [`StrMatch::compile`], and Istio's `regex: "*"` is a presence
+    /// match too (Istio `isCatchAllStringMatch`), never an RE2 regex.
+    pub fn compile_header(m: &StringMatch) -> Result<Option<StrMatch>, String> {
+        if m.regex.as_deref() == Some("*") {
+            return Ok(None);
+        }
+        StrMatch::compile(m, false)
+    }
+
     /// `None` for an empty match (`{}`), which means "present" for headers and query params.
     pub fn compile(m: &StringMatch, ignore_case: bool) -> Result<Option<StrMatch>, String> {
         let lower = |s: &str| {
@@ -57,6 +66,8 @@ impl StrMatch {
 pub struct RequestView<'a> {
     /// The path without the query string.
     pub path: &'a str,
+    /// The path with its query string, as Envoy's `:path` pseudo-header.
+    pub path_and_query: &'a str,
     pub query: Option<&'a str>,
     pub method: &'a str,
     pub scheme: &'a str,
@@ -82,20 +93,30 @@ pub struct RequestMatch {
     port: Option<u16>,
 }
 
-fn compile_map(
-    m: &OrderedMap<StringMatch>,
-    lower_keys: bool,
-) -> Result<Vec<(String, Option<StrMatch>)>, String> {
+/// Header conditions, names lower-cased (HTTP header names are case-insensitive).
+fn compile_headers(m: &OrderedMap<StringMatch>) -> Result<Vec<(String, Option<StrMatch>)>, String> {
     m.iter()
-        .map(|(k, v)| {
-            let k = if lower_keys {
-                k.to_ascii_lowercase()
-            } else {
-                k.clone()
-            };
-            Ok((k, StrMatch::compile(v, false)?))
-        })
+        .map(|(k, v)| Ok((k.to_ascii_lowercase(), StrMatch::compile_header(v)?)))
         .collect()
+}
+
+/// Query parameter conditions (names are case-sensitive).
+fn compile_query(m: &OrderedMap<StringMatch>) -> Result<Vec<(String, Option<StrMatch>)>, String> {
+    m.iter()
+        .map(|(k, v)| Ok((k.clone(), StrMatch::compile(v, false)?)))
+        .collect()
+}
+
+/// A header's value for matching: Envoy matches the pseudo-headers `:method`,
+/// `:authority`, `:scheme` and `:path` against the request line, not the header map.
+fn header_value<'a>(r: &RequestView<'a>, name: &str) -> Option<&'a str> {
+    match name {
+        ":method" => Some(r.method),
+        ":authority" => Some(r.authority),
+        ":scheme" => Some(r.scheme),
+        ":path" => Some(r.path_and_query),
+        _ => (r.header)(name),
+    }
 }
 
 impl RequestMatch {
@@ -118,9 +139,9 @@ impl RequestMatch {
             scheme: opt(&m.scheme)?,
             method: opt(&m.method)?,
             authority: opt(&m.authority)?,
-            headers: compile_map(&m.headers, true)?,
-            without_headers: compile_map(&m.without_headers, true)?,
-            query_params: compile_map(&m.query_params, false)?,
+            headers: compile_headers(&m.headers)?,
+            without_headers: compile_headers(&m.without_headers)?,
+            query_params: compile_query(&m.query_params)?,
             port: m.port.filter(|p| *p != 0).map(|p| p as u16),
         })
     }
@@ -158,18 +179,20 @@ impl RequestMatch {
             }
         }
         for (name, m) in &self.headers {
-            match ((r.header)(name), m) {
+            match (header_value(r, name), m) {
                 (None, _) => return false,
                 (Some(v), Some(m)) if !m.matches(v) => return false,
                 _ => {}
             }
         }
-        // withoutHeaders: the request matches when the header match does not.
+        // withoutHeaders: the request matches when the header match does not. Istio sets
+        // Envoy's `treat_missing_header_as_empty` on these, so a missing header is matched
+        // as the empty string (`regex: .*` excludes it); a presence match stays one.
         for (name, m) in &self.without_headers {
-            let hit = match ((r.header)(name), m) {
-                (None, _) => false,
+            let hit = match (header_value(r, name), m) {
+                (None, None) => false,
                 (Some(_), None) => true,
-                (Some(v), Some(m)) => m.matches(v),
+                (v, Some(m)) => m.matches(v.unwrap_or("")),
             };
             if hit {
                 return false;
@@ -290,6 +313,7 @@ mod tests {
         let lookup = |n: &str| hs.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
         let view = RequestView {
             path,
+            path_and_query: path_q,
             query,
             method,
             scheme: "http",
@@ -376,6 +400,58 @@ mod tests {
         let without_any = m("withoutHeaders: {x-debug: {}}");
         assert!(!check(&without_any, "/", "GET", &[("x-debug", "1")]));
         assert!(check(&without_any, "/", "GET", &[]));
+    }
+
+    #[test]
+    fn pseudo_headers_match_the_request_line() {
+        // Istio's routing test "pseudo header matches": `:method` is the request's method.
+        let get = m("headers: {\":method\": {exact: GET}}");
+        assert!(check(&get, "/", "GET", &[]));
+        assert!(!check(&get, "/", "POST", &[]));
+        assert!(check(
+            &m("headers: {\":authority\": {prefix: bookinfo}}"),
+            "/",
+            "GET",
+            &[]
+        ));
+        assert!(check(
+            &m("headers: {\":scheme\": {exact: http}}"),
+            "/",
+            "GET",
+            &[]
+        ));
+        assert!(check(
+            &m("headers: {\":path\": {exact: \"/p?x=1\"}}"),
+            "/p?x=1",
+            "GET",
+            &[]
+        ));
+        assert!(!check(
+            &m("withoutHeaders: {\":method\": {exact: GET}}"),
+            "/",
+            "GET",
+            &[]
+        ));
+    }
+
+    #[test]
+    fn without_headers_regex_forms() {
+        // `regex: "*"` is a presence match (Istio's routing test "without headers regex
+        // convert to present_match"): the rule applies only without the header.
+        let star = m("withoutHeaders: {end-user: {regex: \"*\"}}");
+        assert!(!check(&star, "/", "GET", &[("end-user", "jason")]));
+        assert!(!check(&star, "/", "GET", &[("end-user", "")]));
+        assert!(check(&star, "/", "GET", &[]));
+        // `regex: .*` with the header missing: matched as empty, so excluded too ("without
+        // headers regex match any string").
+        let any = m("withoutHeaders: {end-user: {regex: \".*\"}}");
+        assert!(!check(&any, "/", "GET", &[("end-user", "jason")]));
+        assert!(!check(&any, "/", "GET", &[("end-user", "")]));
+        assert!(!check(&any, "/", "GET", &[]));
+        // And in `headers`, `regex: "*"` is presence as well.
+        let present = m("headers: {end-user: {regex: \"*\"}}");
+        assert!(check(&present, "/", "GET", &[("end-user", "")]));
+        assert!(!check(&present, "/", "GET", &[]));
     }
 
     #[test]

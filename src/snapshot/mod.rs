@@ -674,8 +674,11 @@ fn compile_route(
         match RequestMatch::compile(m) {
             Ok(m) => matches.push(m),
             Err(e) => {
-                // Validation compiles the same regexes: unreachable for a valid config.
-                snap.notes.push(format!("{name}: match skipped: {e}"));
+                // Validation compiles the same conditions, so a valid config never gets
+                // here; if one did, the whole rule goes rather than a condition (a rule
+                // without its condition would take every request).
+                snap.notes.push(format!("{name}: rule skipped: {e}"));
+                return None;
             }
         }
     }

@@ -207,6 +207,8 @@ pub struct Redirect {
 /// What a redirect needs from the request.
 pub struct RedirectInput<'a> {
     pub scheme: &'a str,
+    /// The port of the listener the request arrived on (`derivePort: FROM_REQUEST_PORT`).
+    pub listener_port: u16,
     pub authority: &'a str,
     pub path: &'a str,
     pub query: Option<&'a str>,
@@ -226,43 +228,62 @@ impl Redirect {
         }
     }
 
-    /// The `Location` Envoy writes: scheme and host replaced as configured, the port set
-    /// (`port`, `derivePort`) or kept, and omitted when it is the scheme's default; the
-    /// path replaced (`uri`) or its matched prefix rewritten; the query kept unless the new
-    /// path carries its own.
+    /// The `Location` of a redirect, as Envoy's `newUri` writes it for the route Istio
+    /// generates: the scheme replaced or kept; the host replaced (`authority`, as given)
+    /// or kept. A redirect port (`port`, or the listener's port for `derivePort:
+    /// FROM_REQUEST_PORT`) replaces the Host's port, except that a Host already naming
+    /// that port keeps it as sent and the new scheme's default port is left out (Istio's
+    /// routing tests: `https://b:80/foo`, `http://b/foo`, `http://b:80/foo` for `Host:
+    /// b:80`). Without one, the Host's port stays unless the scheme changes away from the
+    /// port's default (`FROM_PROTOCOL_DEFAULT` drops it). The path is replaced (`uri`) or
+    /// its matched prefix rewritten; the query is kept unless the new path carries one.
     pub fn location(&self, r: &RedirectInput) -> String {
         let scheme = self.scheme.as_deref().unwrap_or(r.scheme);
-        let (req_host, req_port) = split_host_port(r.authority);
-        let (host, mut port): (&str, Option<String>) = match &self.authority {
-            Some(a) => match split_host_port(a) {
-                (h, Some(p)) => (h, Some(p.to_string())),
-                (h, None) => (h, req_port.map(str::to_string)),
-            },
-            None => (req_host, req_port.map(str::to_string)),
-        };
-        if let Some(p) = self.port {
-            port = Some(p.to_string());
-        } else if self.derive_port == Some(RedirectPortSelection::FromProtocolDefault) {
-            port = None;
-        }
         let default_port = match scheme {
-            "https" => "443",
-            "http" => "80",
-            _ => "",
+            "https" => 443,
+            "http" => 80,
+            _ => 0,
         };
-        if port.as_deref() == Some(default_port) {
-            port = None;
+        let redirect_port = match (self.port, self.derive_port) {
+            (Some(p), _) => Some(p),
+            (None, Some(RedirectPortSelection::FromRequestPort)) => Some(r.listener_port),
+            _ => None,
+        };
+        let (req_host, req_port) = split_host_port(r.authority);
+        let mut out = format!("{scheme}://");
+        match (&self.authority, redirect_port) {
+            (Some(a), None) => out.push_str(a),
+            (Some(a), Some(p)) => {
+                out.push_str(split_host_port(a).0);
+                if p != default_port {
+                    out.push_str(&format!(":{p}"));
+                }
+            }
+            (None, Some(p)) => {
+                out.push_str(req_host);
+                if req_port == Some(p.to_string().as_str()) || p != default_port {
+                    out.push_str(&format!(":{p}"));
+                }
+            }
+            (None, None) => {
+                out.push_str(req_host);
+                let old_default = match r.scheme {
+                    "https" => "443",
+                    _ => "80",
+                };
+                let drop = self.derive_port == Some(RedirectPortSelection::FromProtocolDefault)
+                    || (scheme != r.scheme && req_port == Some(old_default));
+                if let (Some(p), false) = (req_port, drop) {
+                    out.push(':');
+                    out.push_str(p);
+                }
+            }
         }
         let path = match (&self.uri, &self.prefix_rewrite) {
             (Some(u), _) => u.clone(),
             (None, Some(p)) => replace_matched(r.path, r.matched, p),
             (None, None) => r.path.to_string(),
         };
-        let mut out = format!("{scheme}://{host}");
-        if let Some(p) = port {
-            out.push(':');
-            out.push_str(&p);
-        }
         out.push_str(&path);
         if let Some(q) = r.query.filter(|q| !q.is_empty()) {
             if !path.contains('?') {
@@ -567,8 +588,20 @@ mod tests {
     }
 
     fn loc(r: &Redirect, scheme: &str, authority: &str, path: &str, query: Option<&str>) -> String {
+        loc_at(r, 8080, scheme, authority, path, query)
+    }
+
+    fn loc_at(
+        r: &Redirect,
+        listener_port: u16,
+        scheme: &str,
+        authority: &str,
+        path: &str,
+        query: Option<&str>,
+    ) -> String {
         r.location(&RedirectInput {
             scheme,
+            listener_port,
             authority,
             path,
             query,
@@ -587,16 +620,27 @@ mod tests {
                 "/v1/getProductRatings",
                 Some("a=1")
             ),
-            "http://newratings.default.svc.cluster.local:8080/v1/bookRatings?a=1"
+            "http://newratings.default.svc.cluster.local/v1/bookRatings?a=1",
+            "Envoy's host_redirect replaces the Host with its port"
         );
         assert_eq!(r.code, 301);
         let r = redirect("{scheme: https, redirectCode: 302}");
         assert_eq!(loc(&r, "http", "a.com", "/x", None), "https://a.com/x");
         assert_eq!(r.code, 302);
-        // The default port of the final scheme is dropped.
+        // Leaving http, the Host's port 80 goes with it; another port stays (Envoy).
         assert_eq!(
-            loc(&redirect("{scheme: https}"), "http", "a.com:443", "/", None),
+            loc(&redirect("{scheme: https}"), "http", "a.com:80", "/", None),
             "https://a.com/"
+        );
+        assert_eq!(
+            loc(
+                &redirect("{scheme: https}"),
+                "http",
+                "a.com:8443",
+                "/",
+                None
+            ),
+            "https://a.com:8443/"
         );
         assert_eq!(
             loc(&redirect("{port: 8443}"), "http", "a.com:80", "/p", None),
@@ -625,6 +669,35 @@ mod tests {
                 None
             ),
             "https://a.com:8080/p"
+        );
+        // Istio's routing tests "redirect port and scheme" and "redirect request port".
+        let from_request = redirect("{derivePort: FROM_REQUEST_PORT}");
+        assert_eq!(
+            loc_at(
+                &redirect("{derivePort: FROM_REQUEST_PORT, scheme: https}"),
+                80,
+                "http",
+                "b",
+                "/foo",
+                None
+            ),
+            "https://b:80/foo"
+        );
+        assert_eq!(
+            loc_at(&from_request, 80, "http", "b", "/foo", None),
+            "http://b/foo"
+        );
+        assert_eq!(
+            loc_at(&from_request, 80, "http", "b:80", "/foo", None),
+            "http://b:80/foo"
+        );
+        assert_eq!(
+            loc_at(&from_request, 85, "http", "b", "/foo", None),
+            "http://b:85/foo"
+        );
+        assert_eq!(
+            loc_at(&from_request, 85, "http", "b:85", "/foo", None),
+            "http://b:85/foo"
         );
         assert_eq!(
             loc(

@@ -281,3 +281,69 @@ fn http2_upstreams_by_port_protocol_or_upgrade_policy() {
         "DO_NOT_UPGRADE in the subset wins"
     );
 }
+
+#[test]
+fn header_presence_forms_compile_and_no_condition_is_dropped() {
+    // `regex: "*"` (Istio's presence form) validates and compiles, in `headers` and in
+    // `withoutHeaders`; nothing is skipped, so the rule keeps its condition.
+    let s = snapshot(&format!(
+        "{GW}{SE}{}",
+        vs(
+            "edge",
+            "a",
+            "[a.example.com]",
+            "[gw]",
+            "  - match: [{withoutHeaders: {end-user: {regex: \"*\"}}}, {headers: {x-canary: {regex: \"*\"}}}]\n    route: [{destination: {host: reviews}}]\n"
+        )
+    ));
+    assert!(
+        s.notes.iter().all(|n| !n.contains("skipped")),
+        "{:?}",
+        s.notes
+    );
+    let routes = &http_of(&s.listeners[0]).vhosts[0].routes;
+    assert_eq!(routes.len(), 1);
+    assert_eq!(routes[0].matches.len(), 2, "both conditions kept");
+}
+
+#[test]
+fn every_config_istio_calls_valid_compiles_without_skipping_a_rule() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/istio-corpus");
+    let mut files = Vec::new();
+    for dir in ["valid-config", "samples", "tasks", "istio-tests"] {
+        let mut stack = vec![root.join(dir)];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+                    files.push(p);
+                }
+            }
+        }
+    }
+    assert!(files.len() > 50, "the Istio corpus is beside the checkout");
+    for f in files {
+        let mut loaded = loader::Loaded::default();
+        loader::load_text(&f, &std::fs::read_to_string(&f).unwrap(), &mut loaded);
+        let checked = check(loaded, &[]);
+        if checked.has_errors() {
+            continue; // refused by validate: never compiled
+        }
+        // Compiled for every instance role the corpus uses.
+        for labels in [
+            vec![("istio".to_string(), "ingressgateway".to_string())],
+            vec![("istio".to_string(), "egressgateway".to_string())],
+        ] {
+            let s = compile(&checked.config, &labels);
+            for n in &s.notes {
+                assert!(
+                    !n.contains("rule skipped") && !n.contains("match skipped"),
+                    "{}: {n}",
+                    f.display()
+                );
+            }
+        }
+    }
+}

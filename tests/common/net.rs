@@ -218,7 +218,8 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> Option<Reply> {
     parse_reply(&buf)
 }
 
-fn parse_reply(buf: &[u8]) -> Option<Reply> {
+/// Parses an HTTP/1.1 response (head and body) from the bytes a client read.
+pub fn parse_reply(buf: &[u8]) -> Option<Reply> {
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&buf[..end]);
     let mut lines = head.lines();

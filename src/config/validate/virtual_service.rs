@@ -801,23 +801,28 @@ fn is_base64(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
 }
 
+/// A header condition: `regex: "*"` is Istio's presence form (`isCatchAllStringMatch`),
+/// not an RE2 regex; anything else is a string match whose regex must compile.
+fn header_match(p: &str, v: &StringMatch, f: &mut Findings) {
+    if v.regex.as_deref() != Some("*") {
+        rules::string_match(p, v, false, f);
+    }
+}
+
 fn http_match(p: &str, m: &HttpMatchRequest, f: &mut Findings) {
     for (k, v) in m.headers.iter() {
         let hp = format!("{p}.headers.{k}");
         if !valid_match_header_name(k) {
             f.error(&hp, format!("header name {k} is not a valid header name"));
         }
-        rules::string_match(&hp, v, false, f);
+        header_match(&hp, v, f);
     }
     for (k, v) in m.without_headers.iter() {
         let hp = format!("{p}.withoutHeaders.{k}");
         if !valid_match_header_name(k) {
             f.error(&hp, format!("header name {k} is not a valid header name"));
         }
-        // `regex: "*"` is Istio's presence form, not an RE2 regex.
-        if v.regex.as_deref() != Some("*") {
-            rules::string_match(&hp, v, false, f);
-        }
+        header_match(&hp, v, f);
     }
     if let Some(u) = &m.uri {
         rules::string_match(&format!("{p}.uri"), u, true, f);
