@@ -5,6 +5,7 @@ use crate::snapshot::l4_route::L4Route;
 use crate::snapshot::route_table::{RouteAction, RouteTable};
 use crate::snapshot::sni_router::{ChainAction, Terminated};
 use crate::snapshot::{Protocol, Snapshot};
+use crate::upstream::Generation;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::Response;
@@ -18,14 +19,14 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 pub struct AdminApp {
-    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub active: Arc<ArcSwap<Generation>>,
     ready: AtomicBool,
 }
 
 impl AdminApp {
-    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> AdminApp {
+    pub fn new(active: Arc<ArcSwap<Generation>>) -> AdminApp {
         AdminApp {
-            snapshot,
+            active,
             ready: AtomicBool::new(false),
         }
     }
@@ -37,8 +38,9 @@ impl AdminApp {
             return true;
         }
         let addrs: Vec<SocketAddr> = self
-            .snapshot
+            .active
             .load()
+            .snapshot
             .listeners
             .iter()
             .map(|l| l.address)
@@ -151,11 +153,12 @@ pub fn config_dump(s: &Snapshot) -> Value {
             v
         })
         .collect();
-    let mut clusters: Vec<&str> = s.clusters.keys().map(String::as_str).collect();
-    clusters.sort();
+    let mut clusters: Vec<&crate::snapshot::cluster::ClusterSpec> =
+        s.clusters.iter().map(|c| &**c).collect();
+    clusters.sort_by(|a, b| a.name.cmp(&b.name));
     json!({
         "listeners": listeners,
-        "clusters": clusters.iter().map(|c| &*s.clusters[*c]).collect::<Vec<_>>(),
+        "clusters": clusters,
         "notes": s.notes,
     })
 }
@@ -182,7 +185,7 @@ impl ServeHttp for AdminApp {
                 }
             }
             "/config_dump" => {
-                let dump = config_dump(&self.snapshot.load());
+                let dump = config_dump(&self.active.load().snapshot);
                 let body = serde_json::to_vec_pretty(&dump).unwrap_or_default();
                 response(200, "application/json", body)
             }

@@ -15,6 +15,9 @@ use std::path::PathBuf;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// log filter, env_logger style: a level, or target=level pairs; default RUST_LOG, else info
+    #[arg(long = "log-level", value_name = "SPEC", global = true)]
+    pub log_level: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +83,7 @@ pub fn run(cli: Cli) -> i32 {
         }
         Command::Validate(args) => validate(&args),
         Command::Run(args) => {
+            crate::logger::init(cli.log_level.as_deref());
             let checked = config::load_and_check(&args.config, &args.labels);
             let failed = report(&checked, false, false);
             if failed {

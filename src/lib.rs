@@ -11,9 +11,13 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod http;
 pub mod listener;
-pub mod proxy;
+pub mod logger;
 pub mod rng;
 pub mod server;
 pub mod snapshot;
+pub mod tcp;
+pub mod telemetry;
 pub mod tls;
+pub mod upstream;

@@ -3,9 +3,11 @@
 //! lives behind an `ArcSwap` shared by both.
 
 use crate::admin::AdminApp;
+use crate::http::GatewayProxy;
 use crate::listener::ListenerApp;
-use crate::proxy::GatewayProxy;
 use crate::snapshot::Snapshot;
+use crate::telemetry::Telemetry;
+use crate::upstream::{Generation, Registry};
 use arc_swap::ArcSwap;
 use pingora::apps::HttpServerOptions;
 use pingora::server::configuration::ServerConf;
@@ -40,27 +42,32 @@ pub fn serve(snapshot: Snapshot, admin: &str) -> ! {
         .chain(std::iter::once(admin))
     {
         if let Err(e) = std::net::TcpListener::bind(addr) {
-            eprintln!("meshgate: cannot listen on {addr}: {e}");
+            log::error!("cannot listen on {addr}: {e}");
             std::process::exit(1);
         }
     }
     for n in &snapshot.notes {
-        eprintln!("meshgate: note: {n}");
+        log::warn!("{n}");
     }
-    let shared = Arc::new(ArcSwap::from_pointee(snapshot));
+    let registry = Arc::new(Registry::default());
+    let telemetry = Arc::new(Telemetry::default());
+    let shared: Arc<ArcSwap<Generation>> =
+        Arc::new(ArcSwap::from_pointee(registry.adopt(Arc::new(snapshot))));
 
-    let mut http =
-        pingora::proxy::http_proxy(&server.configuration, GatewayProxy::new(shared.clone()));
+    let mut http = pingora::proxy::http_proxy(
+        &server.configuration,
+        GatewayProxy::new(shared.clone(), registry, telemetry.clone()),
+    );
     let mut options = HttpServerOptions::default();
     options.h2c = true;
     http.server_options = Some(options);
     let mut gateway = Service::new(
         "meshgate gateway".to_string(),
-        ListenerApp::new(shared.clone(), http),
+        ListenerApp::new(shared.clone(), http, telemetry),
     );
     for addr in &listeners {
         gateway.add_tcp(addr);
-        eprintln!("meshgate: listening on {addr}");
+        log::info!("listening on {addr}");
     }
     if !listeners.is_empty() {
         server.add_service(gateway);
@@ -69,7 +76,7 @@ pub fn serve(snapshot: Snapshot, admin: &str) -> ! {
 
     let mut admin_service = Service::new("meshgate admin".to_string(), AdminApp::new(shared));
     admin_service.add_tcp(admin);
-    eprintln!("meshgate: admin on {admin}");
+    log::info!("admin on {admin}");
     server.add_service(admin_service);
     server.run_forever()
 }
@@ -80,15 +87,15 @@ const CREDENTIAL_POLL: Duration = Duration::from_secs(1);
 /// Watches every terminating server's certificate, key and CA files; when they change,
 /// new handshakes use the new files. Unusable new files are logged and the previous
 /// credential stays in use.
-fn credential_refresher(shared: Arc<ArcSwap<Snapshot>>) {
+fn credential_refresher(shared: Arc<ArcSwap<Generation>>) {
     std::thread::spawn(move || loop {
         std::thread::sleep(CREDENTIAL_POLL);
-        let snap = shared.load_full();
-        for (server, tls) in snap.server_tls() {
+        let active = shared.load_full();
+        for (server, tls) in active.snapshot.server_tls() {
             match tls.refresh() {
-                Ok(true) => eprintln!("meshgate: {server}: credential reloaded"),
+                Ok(true) => log::info!("{server}: credential reloaded"),
                 Ok(false) => {}
-                Err(e) => eprintln!("meshgate: {server}: {e}; keeping the previous credential"),
+                Err(e) => log::warn!("{server}: {e}; keeping the previous credential"),
             }
         }
     });

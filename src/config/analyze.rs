@@ -66,19 +66,19 @@ fn warn(r: &Resource, field: &str, msg: String, code: &'static str) -> Diagnosti
 /// is a warning (`validate --strict` fails on it).
 fn gateway_credentials(c: &Config, gws: &[(&Resource, &GatewaySpec)], out: &mut Vec<Diagnostic>) {
     use crate::tls::credentials::{credential_files, load, terminates};
+    use crate::tls::settings::ServerTlsSpec;
     let dir = c.credentials_dir();
     for (r, g) in gws {
         let base = r.source.file.parent().unwrap_or(std::path::Path::new("."));
         for (i, s) in g.servers.iter().enumerate() {
             let Some(tls) = &s.tls else { continue };
+            let tls = ServerTlsSpec::from(tls);
             let proto = s.port.as_ref().map(|p| p.protocol.to_ascii_uppercase());
-            if !matches!(proto.as_deref(), Some("HTTPS" | "TLS"))
-                || !terminates(tls.effective_mode())
-            {
+            if !matches!(proto.as_deref(), Some("HTTPS" | "TLS")) || !terminates(tls.mode) {
                 continue;
             }
             if let Err(e) =
-                credential_files(tls, base, dir.as_deref()).and_then(|f| load(&f).map(drop))
+                credential_files(&tls, base, dir.as_deref()).and_then(|f| load(&f).map(drop))
             {
                 out.push(warn(
                     r,

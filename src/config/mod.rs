@@ -14,6 +14,7 @@ pub mod locate;
 pub mod model;
 pub mod registry;
 pub mod resource;
+pub mod tls_spec;
 pub mod unsupported;
 pub mod validate;
 

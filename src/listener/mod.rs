@@ -3,16 +3,15 @@
 //! chain, then terminates (HTTP pipeline or TCP routes) or passes the bytes through; a TCP
 //! port is spliced to its route's destination.
 
-pub mod tcp_proxy;
-pub mod tls_connection;
-
-use crate::proxy::GatewayProxy;
 use crate::rng::Rng;
 use crate::snapshot::l4_route::{self, L4Route};
 use crate::snapshot::sni_router::{ChainAction, SniTarget, Terminated};
-use crate::snapshot::{Protocol, Snapshot};
+use crate::snapshot::Protocol;
+use crate::telemetry::Telemetry;
 use crate::tls::client_hello::{self, ClientHello, Parse};
+use crate::tls::connection::{self as tls_connection, TlsConnection};
 use crate::tls::peer_identity::PeerIdentity;
+use crate::upstream::Generation;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
@@ -20,11 +19,9 @@ use pingora::listeners::tls::Acceptor;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{Peek, Ssl, Stream};
 use pingora::server::ShutdownWatch;
-use pingora_proxy::HttpProxy;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tls_connection::TlsConnection;
 use tokio::time::Instant;
 
 /// How long a client has from connecting to a finished TLS handshake (ClientHello
@@ -32,29 +29,38 @@ use tokio::time::Instant;
 /// meshgate bounds the whole exchange.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub struct ListenerApp {
-    snapshot: Arc<ArcSwap<Snapshot>>,
-    http: Arc<HttpProxy<GatewayProxy>>,
+/// Accepts every gateway connection and hands it on: HTTP to `H` (the HTTP pipeline,
+/// which the server plugs in, so this layer knows nothing of its internals), TCP and
+/// passthrough TLS to the TCP proxy.
+pub struct ListenerApp<H> {
+    active: Arc<ArcSwap<Generation>>,
+    http: Arc<H>,
+    telemetry: Arc<Telemetry>,
     rng: Rng,
 }
 
-impl ListenerApp {
-    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, http: HttpProxy<GatewayProxy>) -> ListenerApp {
+impl<H: ServerApp + Send + Sync + 'static> ListenerApp<H> {
+    pub fn new(active: Arc<ArcSwap<Generation>>, http: H, telemetry: Arc<Telemetry>) -> Self {
         ListenerApp {
-            snapshot,
+            active,
             http: Arc::new(http),
+            telemetry,
             rng: Rng::new(),
         }
     }
 
     /// Picks a destination of `route` by weight and splices `stream` to it.
-    async fn forward<S>(&self, stream: S, route: &L4Route)
+    async fn forward<S>(&self, stream: S, route: &L4Route, active: &Generation)
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
-        match route.clusters.pick_cluster(self.rng.spread()) {
-            Some(cluster) => tcp_proxy::forward(stream, cluster).await,
-            None => eprintln!("meshgate: tcp {}: no cluster (NC)", route.name),
+        let cluster = route
+            .clusters
+            .pick_cluster(self.rng.spread())
+            .and_then(|id| active.cluster(id));
+        match cluster {
+            Some(cluster) => crate::tcp::forward(stream, cluster, &self.telemetry).await,
+            None => log::info!("tcp {}: no cluster (NC)", route.name),
         }
     }
 
@@ -62,9 +68,10 @@ impl ListenerApp {
         self: &Arc<Self>,
         stream: Stream,
         local: SocketAddr,
-        snap: Arc<Snapshot>,
+        active: Arc<Generation>,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let snap = &active.snapshot;
         // The acceptor takes a concrete stream; listeners hand out TCP streams.
         let mut stream = *stream.into_any().downcast::<L4Stream>().ok()?;
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
@@ -78,13 +85,13 @@ impl ListenerApp {
         };
         match router.route(hello.sni.as_deref(), local)? {
             SniTarget::Passthrough(route) => {
-                self.forward(stream, route).await;
+                self.forward(stream, route, &active).await;
                 None
             }
             SniTarget::Auto(cluster) => {
-                match snap.clusters.get(&cluster) {
-                    Some(c) => tcp_proxy::forward(stream, c).await,
-                    None => eprintln!("meshgate: auto passthrough: no cluster {cluster} (NC)"),
+                match active.cluster_named(&cluster) {
+                    Some(c) => crate::tcp::forward(stream, c, &self.telemetry).await,
+                    None => log::info!("auto passthrough: no cluster {cluster} (NC)"),
                 }
                 None
             }
@@ -111,12 +118,12 @@ impl ListenerApp {
                 let _ = info.peer.set(peer);
                 match inner {
                     Terminated::Http(_) => {
-                        drop(snap);
+                        drop(active);
                         ServerApp::process_new(&self.http, Box::new(tls_stream), shutdown).await
                     }
                     Terminated::Tcp(routes) => {
                         if let Some(r) = l4_route::select(routes, local) {
-                            self.forward(tls_stream, r).await;
+                            self.forward(tls_stream, r, &active).await;
                         }
                         None
                     }
@@ -145,7 +152,7 @@ async fn read_client_hello(stream: &mut L4Stream) -> Option<ClientHello> {
 }
 
 #[async_trait]
-impl ServerApp for ListenerApp {
+impl<H: ServerApp + Send + Sync + 'static> ServerApp for ListenerApp<H> {
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
@@ -154,18 +161,17 @@ impl ServerApp for ListenerApp {
         let local = stream
             .get_socket_digest()
             .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).copied())?;
-        let snap = self.snapshot.load_full();
-        match &snap.listener_for(local)?.protocol {
+        let active = self.active.load_full();
+        match &active.snapshot.listener_for(local)?.protocol {
             Protocol::Http(_) => {
-                drop(snap);
+                drop(active);
                 ServerApp::process_new(&self.http, stream, shutdown).await
             }
-            Protocol::Tls(_) => self.tls(stream, local, snap, shutdown).await,
+            Protocol::Tls(_) => self.tls(stream, local, active, shutdown).await,
             Protocol::Tcp(routes) => {
                 if let Some(r) = l4_route::select(routes, local) {
                     let r = r.clone();
-                    drop(snap);
-                    self.forward(stream, &r).await;
+                    self.forward(stream, &r, &active).await;
                 }
                 None
             }

@@ -1,19 +1,19 @@
-//! Upstream clusters: a service host, port and subset (Istio's
-//! `outbound|PORT|SUBSET|HOST`) with the endpoints that serve it.
+//! Cluster specs: a service host, port and subset (Istio's `outbound|PORT|SUBSET|HOST`),
+//! the endpoints that serve it and the DestinationRule policy it runs with, compiled from
+//! ServiceEntries, WorkloadEntries and DestinationRules.
 
 use crate::config::model::*;
 use crate::config::resource::Resource;
 use crate::config::Config;
 use serde::Serialize;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Endpoint {
     pub address: SocketAddr,
-    #[serde(skip_serializing_if = "OrderedMap::is_empty")]
-    pub labels: OrderedMap<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<(String, String)>,
 }
 
 /// Istio's default upstream connect timeout (`connectionPool.tcp.connectTimeout`).
@@ -22,18 +22,54 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Istio's default `connectionPool.tcp.idleTimeout`.
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
-#[derive(Debug, Serialize)]
-pub struct Cluster {
-    pub name: String,
-    pub endpoints: Vec<Endpoint>,
-    /// DestinationRule `connectionPool.tcp.idleTimeout`: a proxied TCP connection with no
-    /// bytes either way for this long is closed.
+/// A cluster's place in its snapshot: routes name clusters by id, so the request path
+/// finds a cluster's runtime state (in `upstream`) by indexing, without a look-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct ClusterId(pub u32);
+
+/// The effective DestinationRule policy of a cluster, as far as meshgate acts on it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct ClusterPolicy {
+    /// Requests go upstream over HTTP/2 (h2c): the port speaks GRPC/HTTP2, or
+    /// `connectionPool.http.h2UpgradePolicy: UPGRADE`.
+    pub http2: bool,
+    /// `connectionPool.tcp.connectTimeout` (Istio's default 10 s).
+    #[serde(skip)]
+    pub connect_timeout: Duration,
+    /// `connectionPool.tcp.idleTimeout`: a proxied TCP connection with no bytes either
+    /// way for this long is closed.
     #[serde(skip)]
     pub tcp_idle_timeout: Duration,
-    /// Requests go upstream over HTTP/2 (h2c).
-    pub http2: bool,
-    #[serde(skip)]
-    next: AtomicUsize,
+}
+
+impl Default for ClusterPolicy {
+    fn default() -> ClusterPolicy {
+        ClusterPolicy {
+            http2: false,
+            connect_timeout: CONNECT_TIMEOUT,
+            tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// A compiled cluster: a service host, port and subset (Istio's
+/// `outbound|PORT|SUBSET|HOST`), its endpoints and policy. Immutable; what changes while
+/// serving (balancer position, connections, counters) lives in `upstream`.
+#[derive(Debug, Serialize)]
+pub struct ClusterSpec {
+    pub name: String,
+    pub endpoints: Vec<Endpoint>,
+    #[serde(flatten)]
+    pub policy: ClusterPolicy,
+}
+
+/// What makes two clusters the same across config generations: a cluster whose name,
+/// endpoints and policy are unchanged keeps its runtime state over a reload.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClusterIdentity {
+    name: String,
+    endpoints: Vec<Endpoint>,
+    policy: ClusterPolicy,
 }
 
 /// Istio's cluster name.
@@ -41,29 +77,21 @@ pub fn cluster_name(port: u32, subset: &str, host: &str) -> String {
     format!("outbound|{port}|{subset}|{host}")
 }
 
-impl Cluster {
-    pub fn new(name: String, endpoints: Vec<Endpoint>) -> Cluster {
-        Cluster {
+impl ClusterSpec {
+    pub fn new(name: String, endpoints: Vec<Endpoint>) -> ClusterSpec {
+        ClusterSpec {
             name,
             endpoints,
-            tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
-            http2: false,
-            next: AtomicUsize::new(0),
+            policy: ClusterPolicy::default(),
         }
     }
 
-    /// Round robin over the endpoints, skipping those already tried by this request when
-    /// another one is left (Istio's retries go to other hosts).
-    pub fn pick(&self, tried: &[SocketAddr]) -> Option<&Endpoint> {
-        let n = self.endpoints.len();
-        if n == 0 {
-            return None;
+    pub fn identity(&self) -> ClusterIdentity {
+        ClusterIdentity {
+            name: self.name.clone(),
+            endpoints: self.endpoints.clone(),
+            policy: self.policy.clone(),
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|i| &self.endpoints[(start + i) % n])
-            .find(|e| !tried.contains(&e.address))
-            .or_else(|| Some(&self.endpoints[start % n]))
     }
 }
 
@@ -137,7 +165,7 @@ fn resolve(address: &str, port: u16) -> Vec<SocketAddr> {
     match (address, port).to_socket_addrs() {
         Ok(addrs) => addrs.collect(),
         Err(e) => {
-            eprintln!("meshgate: cannot resolve endpoint {address}: {e}");
+            log::warn!("cannot resolve endpoint {address}: {e}; it is left out");
             Vec::new()
         }
     }
@@ -182,7 +210,7 @@ pub fn endpoints(
                 for a in resolve(host, port.number as u16) {
                     out.push(Endpoint {
                         address: a,
-                        labels: OrderedMap::default(),
+                        labels: Vec::new(),
                     });
                 }
             }
@@ -196,7 +224,11 @@ pub fn endpoints(
                 for a in resolve(addr, target(we)) {
                     out.push(Endpoint {
                         address: a,
-                        labels: we.labels.clone(),
+                        labels: we
+                            .labels
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
                     });
                 }
             }
@@ -225,33 +257,5 @@ mod tests {
             vec![SocketAddr::from(([10, 1, 2, 3], 80))]
         );
         assert!(resolve("no-such-host.invalid", 80).is_empty());
-    }
-
-    #[test]
-    fn round_robin_skips_tried_endpoints() {
-        let ep = |p: u16| Endpoint {
-            address: SocketAddr::from(([127, 0, 0, 1], p)),
-            labels: OrderedMap::default(),
-        };
-        let c = Cluster::new("c".into(), vec![ep(1), ep(2), ep(3)]);
-        let seq: Vec<u16> = (0..6)
-            .map(|_| c.pick(&[]).unwrap().address.port())
-            .collect();
-        assert_eq!(seq, vec![1, 2, 3, 1, 2, 3]);
-        let tried = [
-            SocketAddr::from(([127, 0, 0, 1], 1)),
-            SocketAddr::from(([127, 0, 0, 1], 2)),
-        ];
-        for _ in 0..5 {
-            assert_eq!(c.pick(&tried).unwrap().address.port(), 3);
-        }
-        let all: Vec<SocketAddr> = (1..=3)
-            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
-            .collect();
-        assert!(
-            c.pick(&all).is_some(),
-            "with every endpoint tried, one is reused"
-        );
-        assert!(Cluster::new("e".into(), vec![]).pick(&[]).is_none());
     }
 }

@@ -20,7 +20,7 @@ use crate::config::resource::Resource;
 use crate::config::Config;
 use crate::tls::credentials::{credential_files, terminates};
 use crate::tls::server_tls::{ServerTls, ALPN_HTTP};
-use cluster::{cluster_name, Cluster};
+use cluster::{cluster_name, ClusterId, ClusterSpec};
 use l4_route::{L4Match, L4Route, Subnet};
 use matcher::RequestMatch;
 use route_policy::{
@@ -73,12 +73,24 @@ impl Listener {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub listeners: Vec<Listener>,
-    pub clusters: HashMap<String, Arc<Cluster>>,
+    /// Every cluster a route, mirror or passthrough names, indexed by [`ClusterId`].
+    pub clusters: Vec<Arc<ClusterSpec>>,
+    /// Cluster ids by Istio cluster name (building, AUTO_PASSTHROUGH, the config dump).
+    pub cluster_ids: HashMap<String, ClusterId>,
     /// Things the snapshot leaves out, said once at load (servers taken out, rules skipped).
     pub notes: Vec<String>,
 }
 
 impl Snapshot {
+    /// The cluster named `name` (Istio's `outbound|PORT|SUBSET|HOST`).
+    pub fn cluster_id(&self, name: &str) -> Option<ClusterId> {
+        self.cluster_ids.get(name).copied()
+    }
+
+    pub fn cluster(&self, id: ClusterId) -> Option<&Arc<ClusterSpec>> {
+        self.clusters.get(id.0 as usize)
+    }
+
     /// The listener a connection arrived on (by local address; a wildcard bind matches
     /// any local IP on its port).
     pub fn listener_for(&self, local: SocketAddr) -> Option<&Listener> {
@@ -146,7 +158,7 @@ fn classify(s: &Server, protocol: &str) -> Result<ServerKind, String> {
                 ServerTlsSettings::effective_mode,
             );
             match mode {
-                m if terminates(m) => Ok(ServerKind::Terminate { http: p == "HTTPS" }),
+                m if terminates(m.into()) => Ok(ServerKind::Terminate { http: p == "HTTPS" }),
                 ServerTlsMode::Passthrough => Ok(ServerKind::Passthrough),
                 ServerTlsMode::AutoPassthrough => Ok(ServerKind::AutoPassthrough),
                 m => Err(format!(
@@ -266,8 +278,9 @@ fn filter_chains(
             let Some(tls) = &s.tls else { return vec![] };
             let base = g.source.file.parent().unwrap_or(std::path::Path::new("."));
             let alpn: &'static [&'static [u8]] = if http { ALPN_HTTP } else { &[] };
-            let server_tls = credential_files(tls, base, c.credentials_dir().as_deref())
-                .and_then(|files| ServerTls::new(files, tls, alpn));
+            let spec = tls.into();
+            let server_tls = credential_files(&spec, base, c.credentials_dir().as_deref())
+                .and_then(|files| ServerTls::new(files, &spec, alpn));
             let server_tls = match server_tls {
                 Ok(t) => Arc::new(t),
                 Err(e) => {
@@ -460,7 +473,7 @@ fn weighted<'a>(
     weighted.resolved = weighted
         .clusters
         .iter()
-        .map(|(name, _)| snap.clusters.get(name).cloned())
+        .map(|(name, _)| snap.cluster_id(name))
         .collect();
     weighted
 }
@@ -756,7 +769,7 @@ fn compile_route(
     for (d, fraction) in mirrors {
         let cluster_name = ensure_cluster(c, vr, d, snap);
         policy.mirrors.push(Mirror {
-            cluster: snap.clusters.get(&cluster_name).cloned(),
+            cluster: snap.cluster_id(&cluster_name),
             cluster_name,
             sampler: Sampler::new(fraction),
         });
@@ -796,7 +809,7 @@ fn ensure_cluster(c: &Config, vr: &Resource, d: &Destination, snap: &mut Snapsho
         return cluster_name(n, &subset, &fqdn);
     };
     let name = cluster_name(port.number, &subset, &fqdn);
-    if snap.clusters.contains_key(&name) {
+    if snap.cluster_ids.contains_key(&name) {
         return name;
     }
     let dr = find_destination_rule(c, &d.host, &vr.namespace).map(|(_, dr)| dr);
@@ -810,10 +823,12 @@ fn ensure_cluster(c: &Config, vr: &Resource, d: &Destination, snap: &mut Snapsho
         return name; // subset not defined: no cluster (503 NC)
     };
     let endpoints = cluster::endpoints(c, ser, se, &fqdn, port, &subset_labels);
-    let mut cluster = Cluster::new(name.clone(), endpoints);
-    cluster.tcp_idle_timeout = cluster::tcp_idle_timeout(dr, &subset, port.number);
-    cluster.http2 = cluster::speaks_http2(dr, &subset, port);
-    snap.clusters.insert(name.clone(), Arc::new(cluster));
+    let mut cluster = ClusterSpec::new(name.clone(), endpoints);
+    cluster.policy.tcp_idle_timeout = cluster::tcp_idle_timeout(dr, &subset, port.number);
+    cluster.policy.http2 = cluster::speaks_http2(dr, &subset, port);
+    let id = ClusterId(snap.clusters.len() as u32);
+    snap.clusters.push(Arc::new(cluster));
+    snap.cluster_ids.insert(name.clone(), id);
     name
 }
 

@@ -2,13 +2,12 @@
 //! redirect, header operations, fault injection, timeout, retries, mirrors and CORS. Pure
 //! logic (paths, locations, decisions); the proxy applies it to requests.
 
-use super::cluster::Cluster;
+use super::cluster::ClusterId;
 use super::host_index::split_host_port;
 use super::matcher::StrMatch;
 use crate::config::duration;
 use crate::config::model::*;
 use regex::Regex;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Istio `Percent` (0–100) or the deprecated integer form, as a fraction of requests.
@@ -512,7 +511,7 @@ impl RetryPolicy {
 #[derive(Debug)]
 pub struct Mirror {
     pub cluster_name: String,
-    pub cluster: Option<Arc<Cluster>>,
+    pub cluster: Option<ClusterId>,
     /// Absent `percentage` means every request.
     pub sampler: Sampler,
 }

@@ -1,7 +1,7 @@
 //! Virtual-host selection and weighted destinations: Envoy's domain matching as Istio
 //! configures it, and Istio's weight semantics. Pure logic.
 
-use super::cluster::Cluster;
+use super::cluster::ClusterId;
 use super::host_index::{normalize, HostIndex};
 use super::matcher::{RequestMatch, RequestView, StrMatch};
 use super::route_policy::{HeaderPolicy, Redirect, RoutePolicy};
@@ -52,7 +52,7 @@ pub struct WeightedClusters {
     /// The clusters themselves, parallel to `clusters`; `None` where the name resolves to
     /// no cluster (503 NC). Filled when the route is compiled, so a request does no look-up.
     #[serde(skip)]
-    pub resolved: Vec<Option<Arc<Cluster>>>,
+    pub resolved: Vec<Option<ClusterId>>,
     /// Destination-level `headers`, parallel to `clusters`.
     #[serde(skip)]
     pub headers: Vec<HeaderPolicy>,
@@ -96,12 +96,12 @@ impl WeightedClusters {
     }
 
     /// The resolved cluster of destination `i` (`None`: no such cluster, 503 NC).
-    pub fn cluster_at(&self, i: usize) -> Option<&Arc<Cluster>> {
-        self.resolved.get(i).and_then(Option::as_ref)
+    pub fn cluster_at(&self, i: usize) -> Option<ClusterId> {
+        self.resolved.get(i).copied().flatten()
     }
 
     /// The resolved cluster for a random number `r` (`None`: no such cluster).
-    pub fn pick_cluster(&self, r: u64) -> Option<&Arc<Cluster>> {
+    pub fn pick_cluster(&self, r: u64) -> Option<ClusterId> {
         self.pick_index(r).and_then(|i| self.cluster_at(i))
     }
 }

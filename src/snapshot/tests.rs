@@ -119,22 +119,23 @@ fn clusters_resolve_hosts_subsets_and_target_ports() {
         "{GW}{SE}{}",
         vs("edge", "v", "[a.example.com]", "[gw]", http)
     ));
-    let v1 = &s.clusters["outbound|9080|v1|reviews.edge.svc.cluster.local"];
+    let named = |n: &str| s.cluster(s.cluster_id(n).expect(n)).unwrap().clone();
+    let v1 = named("outbound|9080|v1|reviews.edge.svc.cluster.local");
     assert_eq!(v1.endpoints.len(), 1);
     assert_eq!(
         v1.endpoints[0].address,
         "127.0.0.1:9081".parse().unwrap(),
         "port from the endpoint's ports map"
     );
-    let v2 = &s.clusters["outbound|9080|v2|reviews.edge.svc.cluster.local"];
+    let v2 = named("outbound|9080|v2|reviews.edge.svc.cluster.local");
     assert_eq!(
         v2.endpoints[0].address,
         "127.0.0.2:9080".parse().unwrap(),
         "else the service port"
     );
     assert!(
-        !s.clusters
-            .contains_key("outbound|9080|v9|reviews.edge.svc.cluster.local"),
+        s.cluster_id("outbound|9080|v9|reviews.edge.svc.cluster.local")
+            .is_none(),
         "undefined subset: NC"
     );
     assert_eq!(s.clusters.len(), 2);
@@ -151,7 +152,9 @@ fn workload_entries_selected_by_labels() {
         vs("edge", "v", "[a.example.com]", "[gw]", "  - route: [{destination: {host: vm.internal}}]\n")
     );
     let s = snapshot(&text);
-    let c = &s.clusters["outbound|80||vm.internal"];
+    let c = s
+        .cluster(s.cluster_id("outbound|80||vm.internal").unwrap())
+        .unwrap();
     let addrs: Vec<String> = c.endpoints.iter().map(|e| e.address.to_string()).collect();
     assert_eq!(addrs, vec!["127.0.0.5:8000"]);
 }

@@ -3,7 +3,7 @@
 //! field. Used both by `validate` (a warning per bad server) and when building listeners,
 //! so a bad file never reaches Pingora (whose `TlsSettings::build` panics on one).
 
-use crate::config::model::{ServerTlsMode, ServerTlsSettings};
+use super::settings::{ServerTlsSpec, TlsMode};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::RootCertStore;
 use std::path::{Path, PathBuf};
@@ -43,16 +43,16 @@ pub struct Credential {
 }
 
 /// Whether the mode terminates TLS at the gateway (and so needs a credential).
-pub fn terminates(mode: ServerTlsMode) -> bool {
+pub fn terminates(mode: TlsMode) -> bool {
     matches!(
         mode,
-        ServerTlsMode::Simple | ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual
+        TlsMode::Simple | TlsMode::Mutual | TlsMode::OptionalMutual
     )
 }
 
 /// Whether the mode verifies client certificates.
-pub fn verifies_clients(mode: ServerTlsMode) -> bool {
-    matches!(mode, ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual)
+pub fn verifies_clients(mode: TlsMode) -> bool {
+    matches!(mode, TlsMode::Mutual | TlsMode::OptionalMutual)
 }
 
 /// The files a terminating server's settings name. `base` is the directory of the file
@@ -60,11 +60,11 @@ pub fn verifies_clients(mode: ServerTlsMode) -> bool {
 /// `credentials_dir` is MeshConfig's, where `credentialName: X` is the folder `X` holding
 /// `tls.crt`, `tls.key` and `ca.crt` (or Istio's separate `X-cacert/ca.crt`).
 pub fn credential_files(
-    tls: &ServerTlsSettings,
+    tls: &ServerTlsSpec,
     base: &Path,
     credentials_dir: Option<&Path>,
 ) -> Result<CredentialFiles, CredentialError> {
-    let want_ca = verifies_clients(tls.effective_mode());
+    let want_ca = verifies_clients(tls.mode);
     let relative = |p: &str| {
         let p = Path::new(p);
         if p.is_absolute() {
@@ -115,7 +115,7 @@ pub fn credential_files(
                     field: "caCertificates",
                     message: format!(
                         "mode {} needs caCertificates to verify client certificates",
-                        tls.effective_mode().as_str()
+                        tls.mode.as_str()
                     ),
                 })
             }
@@ -223,15 +223,29 @@ pub fn load(files: &CredentialFiles) -> Result<Credential, CredentialError> {
 mod tests {
     use super::*;
 
-    fn tls(yaml: &str) -> ServerTlsSettings {
-        serde_yaml::from_str(yaml).unwrap()
+    fn named(mode: TlsMode, credential_name: &str) -> ServerTlsSpec {
+        ServerTlsSpec {
+            mode,
+            credential_name: Some(credential_name.into()),
+            ..ServerTlsSpec::default()
+        }
+    }
+
+    fn files(mode: TlsMode, cert: &str, key: &str, ca: Option<&str>) -> ServerTlsSpec {
+        ServerTlsSpec {
+            mode,
+            server_certificate: Some(cert.into()),
+            private_key: Some(key.into()),
+            ca_certificates: ca.map(Into::into),
+            ..ServerTlsSpec::default()
+        }
     }
 
     #[test]
     fn credential_name_layout() {
         let dir = Path::new("/etc/meshgate/certs");
         let f = credential_files(
-            &tls("{mode: SIMPLE, credentialName: bookinfo}"),
+            &named(TlsMode::Simple, "bookinfo"),
             Path::new("/conf"),
             Some(dir),
         )
@@ -241,7 +255,7 @@ mod tests {
         assert_eq!(f.ca, None);
         // MUTUAL without X/ca.crt looks for Istio's separate X-cacert credential.
         let f = credential_files(
-            &tls("{mode: MUTUAL, credentialName: kubernetes://bookinfo}"),
+            &named(TlsMode::Mutual, "kubernetes://bookinfo"),
             Path::new("/conf"),
             Some(dir),
         )
@@ -252,7 +266,7 @@ mod tests {
     #[test]
     fn file_paths_are_relative_to_the_gateway_file() {
         let f = credential_files(
-            &tls("{mode: MUTUAL, serverCertificate: c.pem, privateKey: /abs/k.pem, caCertificates: ca.pem}"),
+            &files(TlsMode::Mutual, "c.pem", "/abs/k.pem", Some("ca.pem")),
             Path::new("/conf"),
             None,
         )
@@ -264,16 +278,11 @@ mod tests {
 
     #[test]
     fn missing_pieces_are_named() {
-        let e = credential_files(
-            &tls("{mode: SIMPLE, credentialName: x}"),
-            Path::new("/"),
-            None,
-        )
-        .unwrap_err();
+        let e = credential_files(&named(TlsMode::Simple, "x"), Path::new("/"), None).unwrap_err();
         assert_eq!(e.field, "credentialName");
         assert!(e.message.contains("credentialsDir"), "{e}");
         let e = credential_files(
-            &tls("{mode: MUTUAL, serverCertificate: c, privateKey: k}"),
+            &files(TlsMode::Mutual, "c", "k", None),
             Path::new("/"),
             None,
         )

@@ -4,7 +4,7 @@
 
 use super::credentials::{self, Credential, CredentialError, CredentialFiles};
 use super::peer_identity::PeerIdentity;
-use crate::config::model::{ServerTlsMode, ServerTlsSettings, TlsProtocol};
+use super::settings::{ServerTlsSpec, TlsMode, TlsVersion};
 use arc_swap::ArcSwap;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{ring, CryptoProvider};
@@ -86,20 +86,20 @@ fn provider(cipher_suites: &[String]) -> CryptoProvider {
 
 /// The protocol versions between `minProtocolVersion` (default TLSV1_2, Istio's gateway
 /// default) and `maxProtocolVersion` (default TLSV1_3). rustls has no TLS 1.0/1.1.
-fn versions(tls: &ServerTlsSettings) -> Vec<&'static rustls::SupportedProtocolVersion> {
+fn versions(tls: &ServerTlsSpec) -> Vec<&'static rustls::SupportedProtocolVersion> {
     let min = match tls.min_protocol_version {
-        Some(TlsProtocol::V1_3) => TlsProtocol::V1_3,
-        _ => TlsProtocol::V1_2,
+        TlsVersion::V1_3 => TlsVersion::V1_3,
+        _ => TlsVersion::V1_2,
     };
     let max = match tls.max_protocol_version {
-        Some(TlsProtocol::V1_2 | TlsProtocol::V1_1 | TlsProtocol::V1_0) => TlsProtocol::V1_2,
-        _ => TlsProtocol::V1_3,
+        TlsVersion::V1_2 | TlsVersion::V1_1 | TlsVersion::V1_0 => TlsVersion::V1_2,
+        TlsVersion::Auto | TlsVersion::V1_3 => TlsVersion::V1_3,
     };
     let mut out = Vec::new();
-    if min <= TlsProtocol::V1_2 && max >= TlsProtocol::V1_2 {
+    if min <= TlsVersion::V1_2 && max >= TlsVersion::V1_2 {
         out.push(&rustls::version::TLS12);
     }
-    if max >= TlsProtocol::V1_3 {
+    if max >= TlsVersion::V1_3 {
         out.push(&rustls::version::TLS13);
     }
     out
@@ -163,18 +163,18 @@ impl ClientCertVerifier for SanRestricted {
 /// Builds the rustls config for a server from its loaded credential.
 pub fn server_config(
     cred: Credential,
-    tls: &ServerTlsSettings,
+    tls: &ServerTlsSpec,
     alpn: &[&[u8]],
 ) -> Result<ServerConfig, String> {
     let provider = Arc::new(provider(&tls.cipher_suites));
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions(tls))
         .map_err(|e| format!("tls: {e}"))?;
-    let mode = tls.effective_mode();
+    let mode = tls.mode;
     let builder = match cred.client_roots {
         Some(roots) if credentials::verifies_clients(mode) => {
             let mut v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-            if mode == ServerTlsMode::OptionalMutual {
+            if mode == TlsMode::OptionalMutual {
                 v = v.allow_unauthenticated();
             }
             let mut verifier: Arc<dyn ClientCertVerifier> =
@@ -207,7 +207,7 @@ fn stamp(p: &PathBuf) -> Stamp {
 /// A terminating server's live TLS configuration.
 pub struct ServerTls {
     pub files: CredentialFiles,
-    settings: ServerTlsSettings,
+    settings: ServerTlsSpec,
     alpn: &'static [&'static [u8]],
     config: ArcSwap<ServerConfig>,
     /// Stamps of the files the current config was built from; only the refresher takes it.
@@ -225,7 +225,7 @@ impl std::fmt::Debug for ServerTls {
 impl ServerTls {
     pub fn new(
         files: CredentialFiles,
-        settings: &ServerTlsSettings,
+        settings: &ServerTlsSpec,
         alpn: &'static [&'static [u8]],
     ) -> Result<ServerTls, CredentialError> {
         let stamps = Self::stamps_of(&files);
@@ -249,7 +249,7 @@ impl ServerTls {
 
     fn build(
         files: &CredentialFiles,
-        settings: &ServerTlsSettings,
+        settings: &ServerTlsSpec,
         alpn: &[&[u8]],
     ) -> Result<ServerConfig, CredentialError> {
         let cred = credentials::load(files)?;
@@ -283,23 +283,30 @@ impl ServerTls {
 mod tests {
     use super::*;
 
-    fn tls(yaml: &str) -> ServerTlsSettings {
-        serde_yaml::from_str(yaml).unwrap()
+    fn spec(min: TlsVersion, max: TlsVersion) -> ServerTlsSpec {
+        ServerTlsSpec {
+            mode: TlsMode::Simple,
+            min_protocol_version: min,
+            max_protocol_version: max,
+            ..ServerTlsSpec::default()
+        }
     }
 
     #[test]
     fn version_bounds() {
-        let v = |y: &str| {
-            versions(&tls(y))
+        let v = |min, max| {
+            versions(&spec(min, max))
                 .iter()
                 .map(|v| format!("{:?}", v.version))
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        assert_eq!(v("{mode: SIMPLE}"), "TLSv1_2,TLSv1_3");
-        assert_eq!(v("{minProtocolVersion: TLSV1_3}"), "TLSv1_3");
-        assert_eq!(v("{maxProtocolVersion: TLSV1_2}"), "TLSv1_2");
-        assert_eq!(v("{minProtocolVersion: TLS_AUTO}"), "TLSv1_2,TLSv1_3");
+        use TlsVersion::*;
+        assert_eq!(v(Auto, Auto), "TLSv1_2,TLSv1_3");
+        assert_eq!(v(V1_3, Auto), "TLSv1_3");
+        assert_eq!(v(Auto, V1_2), "TLSv1_2");
+        assert_eq!(v(V1_0, Auto), "TLSv1_2,TLSv1_3");
+        assert_eq!(v(Auto, V1_1), "TLSv1_2");
     }
 
     #[test]

@@ -1,55 +1,17 @@
-//! Carrying a connection's bytes to an upstream and back: TCP routes, passthrough TLS,
-//! and terminated TLS servers with `tcp` routes. Half-close is passed on (a client that
-//! shuts its write side still gets the rest of the answer); a connection with no bytes
-//! either way for the cluster's `idleTimeout` is closed.
+//! Two streams joined: bytes both ways, half-close passed on, an idle limit, and the
+//! bytes moved each way counted.
 
-use crate::snapshot::cluster::{Cluster, CONNECT_TIMEOUT};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-/// Connects to an endpoint of `cluster` and splices `downstream` to it. Envoy's TCP proxy
-/// makes one connect attempt; a failure closes the client's connection (flag UF).
-pub async fn forward<S>(downstream: S, cluster: &Cluster)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let Some(ep) = cluster.pick(&[]) else {
-        log(&cluster.name, "no healthy upstream (UH)");
-        return;
-    };
-    let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(ep.address)).await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            log(
-                &cluster.name,
-                &format!("connect to {} failed (UF): {e}", ep.address),
-            );
-            return;
-        }
-        Err(_) => {
-            log(
-                &cluster.name,
-                &format!("connect to {} timed out (UF)", ep.address),
-            );
-            return;
-        }
-    };
-    let _ = upstream.set_nodelay(true);
-    splice(downstream, upstream, cluster.tcp_idle_timeout).await;
-}
-
-fn log(cluster: &str, msg: &str) {
-    eprintln!("meshgate: tcp {cluster}: {msg}");
-}
-
-/// Copies `from` to `to` until end of stream, then shuts `to`'s write side.
+/// Copies `from` to `to` until end of stream, then shuts `to`'s write side; counts the
+/// bytes in `moved`.
 async fn pump<R, W>(
     from: &mut R,
     to: &mut W,
     activity: &AtomicU64,
+    moved: &AtomicU64,
     start: Instant,
 ) -> std::io::Result<()>
 where
@@ -65,13 +27,17 @@ where
         }
         to.write_all(&buf[..n]).await?;
         to.flush().await?;
+        moved.fetch_add(n as u64, Ordering::Relaxed);
         activity.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 }
 
+/// Bytes moved by a splice: (from `a` to `b`, from `b` to `a`).
+pub type Moved = (u64, u64);
+
 /// Bytes both ways until both sides have finished, either side fails, or nothing moves
 /// for `idle`.
-pub async fn splice<A, B>(a: A, b: B, idle: Duration)
+pub async fn splice<A, B>(a: A, b: B, idle: Duration) -> Moved
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -80,8 +46,9 @@ where
     let activity = AtomicU64::new(0);
     let (mut ar, mut aw) = tokio::io::split(a);
     let (mut br, mut bw) = tokio::io::split(b);
-    let up = pump(&mut ar, &mut bw, &activity, start);
-    let down = pump(&mut br, &mut aw, &activity, start);
+    let (a_to_b, b_to_a) = (AtomicU64::new(0), AtomicU64::new(0));
+    let up = pump(&mut ar, &mut bw, &activity, &a_to_b, start);
+    let down = pump(&mut br, &mut aw, &activity, &b_to_a, start);
     let idle_watch = async {
         loop {
             let last = start + Duration::from_millis(activity.load(Ordering::Relaxed));
@@ -107,6 +74,10 @@ where
             _ = &mut idle_watch => break,
         }
     }
+    (
+        a_to_b.load(Ordering::Relaxed),
+        b_to_a.load(Ordering::Relaxed),
+    )
 }
 
 #[cfg(test)]
@@ -131,7 +102,7 @@ mod tests {
         let mut back = Vec::new();
         cr.read_to_end(&mut back).await.unwrap();
         assert_eq!(back, b"pong");
-        relay.await.unwrap();
+        assert_eq!(relay.await.unwrap(), (4, 4), "bytes counted each way");
     }
 
     #[tokio::test]

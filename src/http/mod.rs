@@ -11,13 +11,14 @@ pub mod header_ops;
 pub mod local_reply;
 pub mod mirror;
 
-use crate::listener::tls_connection;
 use crate::rng::Rng;
-use crate::snapshot::cluster::CONNECT_TIMEOUT;
 use crate::snapshot::matcher::RequestView;
 use crate::snapshot::route_policy::{Abort, RedirectInput, RoutePolicy};
 use crate::snapshot::route_table::{Route, RouteAction};
-use crate::snapshot::Snapshot;
+use crate::telemetry::{HttpRecord, Telemetry};
+use crate::tls::connection as tls_connection;
+use crate::upstream::connect;
+use crate::upstream::{Generation, Registry};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -36,19 +37,26 @@ const MAX_REQUEST_HEADERS_BYTES: usize = 60 * 1024;
 /// Envoy's default limit on the number of request headers (`max_headers_count`).
 const MAX_REQUEST_HEADERS: usize = 100;
 
-/// Concurrent requests on one upstream HTTP/2 connection.
-const H2_STREAMS_PER_CONNECTION: usize = 128;
-
 pub struct GatewayProxy {
-    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// The serving generation: snapshot and cluster states.
+    pub active: Arc<ArcSwap<Generation>>,
+    /// Owns the upstream client mirrors are sent with.
+    registry: Arc<Registry>,
+    telemetry: Arc<Telemetry>,
     /// Weighted picks, fault and mirror sampling, request ids.
     rng: Rng,
 }
 
 impl GatewayProxy {
-    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> GatewayProxy {
+    pub fn new(
+        active: Arc<ArcSwap<Generation>>,
+        registry: Arc<Registry>,
+        telemetry: Arc<Telemetry>,
+    ) -> GatewayProxy {
         GatewayProxy {
-            snapshot,
+            active,
+            registry,
+            telemetry,
             rng: Rng::new(),
         }
     }
@@ -273,7 +281,8 @@ impl ProxyHttp for GatewayProxy {
             local_reply(session, 431, b"").await?;
             return Ok(true);
         }
-        let snap = self.snapshot.load_full();
+        let active = self.active.load_full();
+        let snap = &*active.snapshot;
         let local = session
             .server_addr()
             .and_then(|a| a.as_inet().copied())
@@ -363,6 +372,7 @@ impl ProxyHttp for GatewayProxy {
         let cluster = ctx
             .destination
             .and_then(|i| weighted.cluster_at(i))
+            .and_then(|id| active.cluster(id))
             .cloned();
         self.rewrite(session.req_header_mut(), &route, ctx.destination, new_path)?;
 
@@ -371,7 +381,7 @@ impl ProxyHttp for GatewayProxy {
             local_reply(session, 503, b"").await?;
             return Ok(true);
         };
-        if cluster.endpoints.is_empty() {
+        if cluster.spec.endpoints.is_empty() {
             ctx.flags.insert(ResponseFlags::UH);
             local_reply(session, 503, BODY_NO_HEALTHY_UPSTREAM.as_bytes()).await?;
             return Ok(true);
@@ -387,7 +397,7 @@ impl ProxyHttp for GatewayProxy {
             .mirrors
             .iter()
             .filter(|m| m.sampler.sample())
-            .filter_map(|m| m.cluster.clone())
+            .filter_map(|m| m.cluster.and_then(|id| active.cluster(id)).cloned())
             .collect();
         if !mirrors.is_empty() {
             let req = session.req_header();
@@ -401,7 +411,13 @@ impl ProxyHttp for GatewayProxy {
                 ctx.mirror = Some(pending);
             } else {
                 for c in pending.clusters {
-                    mirror::send(c, &pending.head, &pending.authority, &[]);
+                    mirror::send(
+                        self.registry.clone(),
+                        c,
+                        &pending.head,
+                        &pending.authority,
+                        &[],
+                    );
                 }
             }
         }
@@ -430,7 +446,7 @@ impl ProxyHttp for GatewayProxy {
         if end_of_stream {
             if let Some(m) = ctx.mirror.take() {
                 for c in m.clusters {
-                    mirror::send(c, &m.head, &m.authority, &m.body);
+                    mirror::send(self.registry.clone(), c, &m.head, &m.authority, &m.body);
                 }
             }
         }
@@ -476,13 +492,6 @@ impl ProxyHttp for GatewayProxy {
         ctx.tried.push(ep.address);
         ctx.attempts += 1;
         ctx.attempt_started = Some(Instant::now());
-        let mut peer = HttpPeer::new(ep.address, false, String::new());
-        peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
-        if cluster.http2 {
-            peer.options.set_http_version(2, 2); // h2c, prior knowledge
-                                                 // Multiplex requests over one connection (Pingora's default is one stream).
-            peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
-        }
         // The wait for the upstream: the per-try timeout or what is left of the route's.
         let per_try = ctx
             .route
@@ -500,8 +509,7 @@ impl ProxyHttp for GatewayProxy {
             }
             (None, r) => r,
         };
-        peer.options.read_timeout = wait;
-        Ok(Box::new(peer))
+        Ok(Box::new(connect::http_peer(cluster, ep, wait)))
     }
 
     async fn upstream_request_filter(
@@ -588,6 +596,9 @@ impl ProxyHttp for GatewayProxy {
         mut e: Box<Error>,
     ) -> Box<Error> {
         ctx.flags.insert(ResponseFlags::UF);
+        if let Some(c) = &ctx.cluster {
+            connect::note_connect_failure(c);
+        }
         let retry = ctx.route.as_ref().map(|r| &r.policy.retry);
         let in_time = ctx.deadline.is_none_or(|d| Instant::now() < d);
         if retry.is_some_and(|p| p.retries_connect_failure() && ctx.attempts <= p.attempts)
@@ -678,5 +689,17 @@ impl ProxyHttp for GatewayProxy {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        self.telemetry.http(&HttpRecord {
+            route: ctx.route.as_deref().map(|r| &*r.name),
+            cluster: ctx.cluster.as_deref().map(|c| c.name()),
+            status,
+            flags: ctx.flags,
+            attempts: ctx.attempts,
+            duration: ctx.started.elapsed(),
+        });
     }
 }

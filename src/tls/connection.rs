@@ -3,7 +3,7 @@
 //! every session (HTTP/1 and HTTP/2) carries its stream's `ProxyDigest`, whose
 //! `user_data` is ours to fill; the listener sets it before the handshake.
 
-use crate::tls::peer_identity::PeerIdentity;
+use super::peer_identity::PeerIdentity;
 use pingora::http::ResponseHeader;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::GetProxyDigest;

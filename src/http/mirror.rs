@@ -1,0 +1,101 @@
+//! Traffic mirroring (Istio `mirror` / `mirrors`): a copy of the request, body included,
+//! sent to another cluster through the upstream HTTP client and forgotten. The copy's
+//! Host carries Envoy's `-shadow` suffix; its answer is read and dropped; nothing it does
+//! reaches the client's request.
+
+use crate::upstream::cluster::ClusterState;
+use crate::upstream::Registry;
+use bytes::Bytes;
+use pingora::http::RequestHeader;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A mirrored request gives up after this long.
+const MIRROR_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bodies larger than this are not mirrored (the copy is held in memory until sent).
+pub const MAX_MIRROR_BODY: usize = 1024 * 1024;
+
+/// `host[:port]` → `host-shadow[:port]`, as Envoy names a shadowed authority.
+pub fn shadow_host(authority: &str) -> String {
+    match crate::snapshot::host_index::split_host_port(authority) {
+        (h, Some(p)) => format!("{h}-shadow:{p}"),
+        (h, None) => format!("{h}-shadow"),
+    }
+}
+
+/// The mirror's request head: the client's, Host replaced, the body's length fixed
+/// (the copy is sent whole), hop-by-hop headers dropped.
+fn shadow_head(
+    head: &RequestHeader,
+    host: &str,
+    body_len: usize,
+) -> pingora::Result<RequestHeader> {
+    let mut h = head.clone();
+    for hop in [
+        "connection",
+        "transfer-encoding",
+        "keep-alive",
+        "upgrade",
+        "te",
+    ] {
+        h.remove_header(hop);
+    }
+    h.insert_header("host", host)?;
+    h.insert_header("content-length", body_len.to_string())?;
+    Ok(h)
+}
+
+/// Sends a copy of `head` + `body` to `cluster` in the background, through the
+/// upstream client (HTTP/1.1 or h2c as the cluster speaks, pooled connections).
+pub fn send(
+    registry: Arc<Registry>,
+    cluster: Arc<ClusterState>,
+    head: &RequestHeader,
+    authority: &str,
+    body: &[u8],
+) {
+    let head = match shadow_head(head, &shadow_host(authority), body.len()) {
+        Ok(h) => h,
+        Err(e) => {
+            log::debug!("mirror to {}: {e}", cluster.name());
+            return;
+        }
+    };
+    let body = Bytes::copy_from_slice(body);
+    tokio::spawn(async move {
+        if let Err(e) = registry
+            .http_client
+            .send(&cluster, head, body, MIRROR_TIMEOUT)
+            .await
+        {
+            log::debug!("mirror to {}: {e}", cluster.name());
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shadow_hosts() {
+        assert_eq!(shadow_host("httpbin:8000"), "httpbin-shadow:8000");
+        assert_eq!(shadow_host("httpbin"), "httpbin-shadow");
+        assert_eq!(shadow_host("[::1]:80"), "[::1]-shadow:80");
+    }
+
+    #[test]
+    fn the_shadow_head_replaces_host_and_length() {
+        let mut h = RequestHeader::build("POST", b"/a?b=1", None).unwrap();
+        h.insert_header("host", "x.com").unwrap();
+        h.insert_header("transfer-encoding", "chunked").unwrap();
+        h.insert_header("x-y", "z").unwrap();
+        let out = shadow_head(&h, "x.com-shadow", 2).unwrap();
+        assert_eq!(out.uri, "/a?b=1");
+        assert_eq!(out.headers["host"], "x.com-shadow");
+        assert_eq!(out.headers["content-length"], "2");
+        assert_eq!(out.headers["x-y"], "z");
+        assert!(out.headers.get("transfer-encoding").is_none());
+    }
+}
