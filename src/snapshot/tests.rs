@@ -1,6 +1,8 @@
 //! Compiling Istio configs into listeners, virtual hosts and clusters.
 
+use super::route_table::{RouteAction, RouteTable};
 use super::*;
+use crate::config::model::{DestinationRuleSpec, ServicePort};
 use crate::config::{check, loader};
 use std::path::Path;
 
