@@ -3,16 +3,49 @@
 
 use std::time::Duration;
 
-/// Parses a duration string; returns a message suitable for a diagnostic on failure.
-pub fn parse(s: &str) -> Result<Duration, String> {
-    let bad =
-        || format!("invalid duration {s:?} (expected e.g. \"1s\", \"0.5s\", \"100ms\", \"1h\")");
+/// Why a duration is refused; its `Display` is the diagnostic `validate` prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DurationError {
+    /// Not a duration (or beyond u64::MAX seconds).
+    Invalid(String),
+    Negative(String),
+    /// Under Istio's 1 ms minimum.
+    TooShort,
+    /// Finer than Istio's millisecond precision.
+    TooPrecise,
+}
+
+impl std::fmt::Display for DurationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DurationError::Invalid(s) => write!(
+                f,
+                "invalid duration {s:?} (expected e.g. \"1s\", \"0.5s\", \"100ms\", \"1h\")"
+            ),
+            DurationError::Negative(s) => write!(f, "duration {s:?} must not be negative"),
+            DurationError::TooShort => write!(f, "duration must be greater than 1ms"),
+            DurationError::TooPrecise => write!(f, "only durations to ms precision are supported"),
+        }
+    }
+}
+
+impl std::error::Error for DurationError {}
+
+impl From<DurationError> for String {
+    fn from(e: DurationError) -> String {
+        e.to_string()
+    }
+}
+
+/// Parses a duration string.
+pub fn parse(s: &str) -> Result<Duration, DurationError> {
+    let bad = || DurationError::Invalid(s.to_string());
     let t = s.trim();
     if t.is_empty() {
         return Err(bad());
     }
     if t.starts_with('-') {
-        return Err(format!("duration {s:?} must not be negative"));
+        return Err(DurationError::Negative(s.to_string()));
     }
     let t = t.strip_prefix('+').unwrap_or(t);
     if t == "0" {
@@ -64,13 +97,13 @@ pub fn parse(s: &str) -> Result<Duration, String> {
 }
 
 /// Istio's `ValidateDuration`: at least 1ms, and a whole number of milliseconds.
-pub fn validate(s: &str) -> Result<Duration, String> {
+pub fn validate(s: &str) -> Result<Duration, DurationError> {
     let d = parse(s)?;
     if d < Duration::from_millis(1) {
-        return Err("duration must be greater than 1ms".into());
+        return Err(DurationError::TooShort);
     }
     if d.subsec_nanos() % 1_000_000 != 0 {
-        return Err("only durations to ms precision are supported".into());
+        return Err(DurationError::TooPrecise);
     }
     Ok(d)
 }
@@ -112,8 +145,12 @@ mod tests {
     #[test]
     fn validate_enforces_istio_limits() {
         assert!(validate("1ms").is_ok());
-        assert!(validate("0.5ms").unwrap_err().contains("greater than 1ms"));
-        assert!(validate("0s").unwrap_err().contains("greater than 1ms"));
-        assert!(validate("1.0005s").unwrap_err().contains("ms precision"));
+        assert_eq!(validate("0.5ms"), Err(DurationError::TooShort));
+        assert_eq!(validate("0s"), Err(DurationError::TooShort));
+        assert_eq!(validate("1.0005s"), Err(DurationError::TooPrecise));
+        assert!(validate("0s")
+            .unwrap_err()
+            .to_string()
+            .contains("greater than 1ms"));
     }
 }

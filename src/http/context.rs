@@ -1,10 +1,10 @@
 //! Per-request state carried through the pipeline's phases.
 
+use super::retry::RetryState;
 use crate::snapshot::route_table::Route;
 pub use crate::telemetry::ResponseFlags;
 use crate::upstream::cluster::ClusterState;
 use pingora::http::RequestHeader;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,18 +24,8 @@ pub struct RequestContext {
     /// Index of the chosen weighted destination (its destination-level headers).
     pub destination: Option<usize>,
     pub cluster: Option<Arc<ClusterState>>,
-    /// Endpoints already attempted, so retries go elsewhere.
-    pub tried: Vec<SocketAddr>,
-    /// Upstream tries started (1 for the first).
-    pub attempts: u32,
-    /// When the current try started (for `x-envoy-upstream-service-time`).
-    pub attempt_started: Option<Instant>,
-    /// The route's deadline (`timeout`), if any.
-    pub deadline: Option<Instant>,
-    /// The current try failed its per-try timeout rather than the route's.
-    pub per_try_timed_out: bool,
-    /// The upstream answer was refused for a retry (its status).
-    pub retrying_status: Option<u16>,
+    /// The tries: endpoints tried, deadline, retry decisions.
+    pub retry: RetryState,
     pub flags: ResponseFlags,
     /// An allowed CORS `Origin`, echoed on the response.
     pub cors_origin: Option<String>,
@@ -44,17 +34,13 @@ pub struct RequestContext {
 
 impl Default for RequestContext {
     fn default() -> Self {
+        let started = Instant::now();
         RequestContext {
-            started: Instant::now(),
+            started,
             route: None,
             destination: None,
             cluster: None,
-            tried: Vec::new(),
-            attempts: 0,
-            attempt_started: None,
-            deadline: None,
-            per_try_timed_out: false,
-            retrying_status: None,
+            retry: RetryState::new(started, None),
             flags: ResponseFlags::default(),
             cors_origin: None,
             mirror: None,

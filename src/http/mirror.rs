@@ -24,16 +24,24 @@ pub fn shadow_host(authority: &str) -> String {
     }
 }
 
-/// The mirror's request head: the client's, Host replaced, the body's length fixed
-/// (the copy is sent whole), hop-by-hop headers dropped.
+/// The mirror's request head: the client's, with the shadow host, the body's length
+/// fixed (the copy is sent whole), hop-by-hop headers dropped (`te` kept only as
+/// `trailers`, which gRPC needs). Over HTTP/2 the host goes into `:authority` and no Host
+/// header is sent, as Pingora's proxy does for its own HTTP/2 upstreams.
 fn shadow_head(
     head: &RequestHeader,
     host: &str,
     body_len: usize,
+    http2: bool,
 ) -> pingora::Result<RequestHeader> {
     let mut h = head.clone();
+    let te_trailers = h
+        .headers
+        .get("te")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     for hop in [
         "connection",
+        "proxy-connection",
         "transfer-encoding",
         "keep-alive",
         "upgrade",
@@ -41,8 +49,29 @@ fn shadow_head(
     ] {
         h.remove_header(hop);
     }
-    h.insert_header("host", host)?;
+    if te_trailers {
+        h.insert_header("te", "trailers")?;
+    }
     h.insert_header("content-length", body_len.to_string())?;
+    if http2 {
+        h.remove_header("host");
+        let path = head.uri.path_and_query().map_or("/", |p| p.as_str());
+        let uri = http::Uri::builder()
+            .scheme("http")
+            .authority(host)
+            .path_and_query(path)
+            .build()
+            .map_err(|e| {
+                pingora::Error::because(
+                    pingora::ErrorType::InvalidHTTPHeader,
+                    "shadow authority",
+                    e,
+                )
+            })?;
+        h.set_uri(uri);
+    } else {
+        h.insert_header("host", host)?;
+    }
     Ok(h)
 }
 
@@ -55,7 +84,8 @@ pub fn send(
     authority: &str,
     body: &[u8],
 ) {
-    let head = match shadow_head(head, &shadow_host(authority), body.len()) {
+    let http2 = cluster.spec.policy.http2;
+    let head = match shadow_head(head, &shadow_host(authority), body.len(), http2) {
         Ok(h) => h,
         Err(e) => {
             log::debug!("mirror to {}: {e}", cluster.name());
@@ -91,11 +121,18 @@ mod tests {
         h.insert_header("host", "x.com").unwrap();
         h.insert_header("transfer-encoding", "chunked").unwrap();
         h.insert_header("x-y", "z").unwrap();
-        let out = shadow_head(&h, "x.com-shadow", 2).unwrap();
+        h.insert_header("proxy-connection", "keep-alive").unwrap();
+        h.insert_header("te", "trailers").unwrap();
+        let out = shadow_head(&h, "x.com-shadow", 2, false).unwrap();
         assert_eq!(out.uri, "/a?b=1");
         assert_eq!(out.headers["host"], "x.com-shadow");
         assert_eq!(out.headers["content-length"], "2");
         assert_eq!(out.headers["x-y"], "z");
+        assert_eq!(out.headers["te"], "trailers");
         assert!(out.headers.get("transfer-encoding").is_none());
+        assert!(out.headers.get("proxy-connection").is_none());
+        let h2 = shadow_head(&h, "x.com-shadow:8080", 2, true).unwrap();
+        assert_eq!(h2.uri, "http://x.com-shadow:8080/a?b=1");
+        assert!(h2.headers.get("host").is_none());
     }
 }

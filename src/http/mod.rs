@@ -10,6 +10,7 @@ pub mod context;
 pub mod header_ops;
 pub mod local_reply;
 pub mod mirror;
+pub mod retry;
 
 use crate::rng::Rng;
 use crate::snapshot::matcher::RequestView;
@@ -386,7 +387,7 @@ impl ProxyHttp for GatewayProxy {
             local_reply(session, 503, BODY_NO_HEALTHY_UPSTREAM.as_bytes()).await?;
             return Ok(true);
         }
-        ctx.deadline = policy.timeout.map(|t| ctx.started + t);
+        ctx.retry = retry::RetryState::new(ctx.started, policy.timeout);
         if policy.retry.attempts > 0 {
             // Request bodies are replayed on retries, up to Pingora's retry buffer.
             session.enable_retry_buffering();
@@ -458,58 +459,30 @@ impl ProxyHttp for GatewayProxy {
         _session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
-        if ctx.attempts > 0 {
-            // A retry: back off unless the deadline is nearer.
-            let backoff = ctx
-                .route
-                .as_ref()
-                .map(|r| {
-                    r.policy
-                        .retry
-                        .backoff_before(ctx.attempts, self.rng.random())
-                })
-                .unwrap_or_default();
-            let backoff = match ctx.deadline {
-                Some(d) => backoff.min(d.saturating_duration_since(Instant::now())),
-                None => backoff,
-            };
+        let route = ctx
+            .route
+            .clone()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route chosen"))?;
+        let policy = &route.policy.retry;
+        // A retry backs off first (never past the route's deadline).
+        let backoff = ctx.retry.backoff(policy, self.rng.random(), Instant::now());
+        if !backoff.is_zero() {
             tokio::time::sleep(backoff).await;
-        }
-        let remaining = ctx
-            .deadline
-            .map(|d| d.saturating_duration_since(Instant::now()));
-        if remaining.is_some_and(|r| r.is_zero()) {
-            ctx.flags.insert(ResponseFlags::UT);
-            return Err(Error::explain(ErrorType::ReadTimedout, "route timeout"));
         }
         let cluster = ctx
             .cluster
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no cluster chosen"))?;
         let ep = cluster
-            .pick(&ctx.tried)
+            .pick(&ctx.retry.tried)
             .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no healthy upstream"))?;
-        ctx.tried.push(ep.address);
-        ctx.attempts += 1;
-        ctx.attempt_started = Some(Instant::now());
-        // The wait for the upstream: the per-try timeout or what is left of the route's.
-        let per_try = ctx
-            .route
-            .as_ref()
-            .and_then(|r| r.policy.retry.per_try_timeout);
-        ctx.per_try_timed_out = false;
-        let wait = match (per_try, remaining) {
-            (Some(p), Some(r)) => {
-                ctx.per_try_timed_out = p < r;
-                Some(p.min(r))
+        match ctx.retry.begin(policy, ep.address, Instant::now()) {
+            Ok(wait) => Ok(Box::new(connect::http_peer(cluster, ep, wait))),
+            Err(flags) => {
+                ctx.flags.insert(flags);
+                Err(Error::explain(ErrorType::ReadTimedout, "route timeout"))
             }
-            (Some(p), None) => {
-                ctx.per_try_timed_out = true;
-                Some(p)
-            }
-            (None, r) => r,
-        };
-        Ok(Box::new(connect::http_peer(cluster, ep, wait)))
+        }
     }
 
     async fn upstream_request_filter(
@@ -520,19 +493,18 @@ impl ProxyHttp for GatewayProxy {
     ) -> Result<()> {
         // Istio turns on Envoy's `include_request_attempt_count`.
         const COUNTS: [&str; 12] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"];
-        match COUNTS.get(ctx.attempts as usize) {
+        match COUNTS.get(ctx.retry.attempts as usize) {
             Some(n) => upstream_request
                 .insert_header("x-envoy-attempt-count", http::HeaderValue::from_static(n))?,
-            None => {
-                upstream_request.insert_header("x-envoy-attempt-count", ctx.attempts.to_string())?
-            }
+            None => upstream_request
+                .insert_header("x-envoy-attempt-count", ctx.retry.attempts.to_string())?,
         }
         Ok(())
     }
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
@@ -547,20 +519,20 @@ impl ProxyHttp for GatewayProxy {
             .get("grpc-status")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        let in_time = ctx.deadline.is_none_or(|d| Instant::now() < d);
-        if policy.retry.retries_response(status, grpc) {
-            if ctx.attempts <= policy.retry.attempts && in_time {
-                ctx.retrying_status = Some(status);
-                let mut e =
-                    Error::explain(ErrorType::HTTPStatus(status), "retriable upstream status");
-                e.set_retry(true);
-                return Err(e);
-            }
-            if ctx.attempts > 1 {
-                ctx.flags.insert(ResponseFlags::URX); // the last answer goes to the client
-            }
+        let replayable = !session.as_ref().retry_buffer_truncated();
+        let decision = ctx.retry.after(
+            &policy.retry,
+            retry::Outcome::Answered { status, grpc },
+            Instant::now(),
+            replayable,
+        );
+        ctx.flags.insert(decision.flags);
+        if decision.retry {
+            let mut e = Error::explain(ErrorType::HTTPStatus(status), "retriable upstream status");
+            e.set_retry(true);
+            return Err(e);
         }
-        if let Some(t) = ctx.attempt_started {
+        if let Some(t) = ctx.retry.attempt_started {
             resp.insert_header(
                 "x-envoy-upstream-service-time",
                 t.elapsed().as_millis().to_string(),
@@ -595,22 +567,21 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut Self::CTX,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        ctx.flags.insert(ResponseFlags::UF);
         if let Some(c) = &ctx.cluster {
             connect::note_connect_failure(c);
         }
-        let retry = ctx.route.as_ref().map(|r| &r.policy.retry);
-        let in_time = ctx.deadline.is_none_or(|d| Instant::now() < d);
-        if retry.is_some_and(|p| p.retries_connect_failure() && ctx.attempts <= p.attempts)
-            && in_time
-        {
-            e.set_retry(true);
-        } else {
-            if ctx.attempts > 1 {
-                ctx.flags.insert(ResponseFlags::URX);
-            }
-            e.set_retry(false);
-        }
+        let policy = ctx.route.as_ref().map(|r| &r.policy.retry);
+        let decision = match policy {
+            Some(p) => ctx
+                .retry
+                .after(p, retry::Outcome::ConnectFailed, Instant::now(), true),
+            None => retry::Decision {
+                retry: false,
+                flags: ResponseFlags::UF,
+            },
+        };
+        ctx.flags.insert(decision.flags);
+        e.set_retry(decision.retry);
         e
     }
 
@@ -623,31 +594,31 @@ impl ProxyHttp for GatewayProxy {
         _client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
-        if ctx.retrying_status.take().is_some() {
-            e.set_retry(!session.as_ref().retry_buffer_truncated());
+        if ctx.retry.take_status_retry() {
+            // The retriable answer turned into this error: retried as decided.
+            e.set_retry(true);
             return e;
         }
-        let timed_out = matches!(e.etype(), ErrorType::ReadTimedout);
-        let deadline_passed = ctx.deadline.is_some_and(|d| Instant::now() >= d);
-        if timed_out && (deadline_passed || !ctx.per_try_timed_out) {
-            ctx.flags.insert(ResponseFlags::UT);
-            e.set_retry(false);
-            return e;
-        }
-        if *e.esource() != ErrorSource::Upstream && !timed_out {
-            e.set_retry(false);
-            return e;
-        }
-        let retry = ctx.route.as_ref().map(|r| &r.policy.retry);
-        let can = retry.is_some_and(|p| p.retries_reset() && ctx.attempts <= p.attempts)
-            && !deadline_passed
-            && !session.as_ref().retry_buffer_truncated();
-        if timed_out {
-            ctx.flags.insert(ResponseFlags::UT);
-        } else {
-            ctx.flags.insert(ResponseFlags::UR);
-        }
-        e.set_retry(can);
+        let outcome = match e.etype() {
+            ErrorType::ReadTimedout => retry::Outcome::TimedOut,
+            _ if *e.esource() == ErrorSource::Upstream => retry::Outcome::Reset,
+            _ => {
+                e.set_retry(false);
+                return e;
+            }
+        };
+        let replayable = !session.as_ref().retry_buffer_truncated();
+        let decision = match ctx.route.as_ref() {
+            Some(r) => ctx
+                .retry
+                .after(&r.policy.retry, outcome, Instant::now(), replayable),
+            None => retry::Decision {
+                retry: false,
+                flags: ResponseFlags::default(),
+            },
+        };
+        ctx.flags.insert(decision.flags);
+        e.set_retry(decision.retry);
         e
     }
 
@@ -698,7 +669,7 @@ impl ProxyHttp for GatewayProxy {
             cluster: ctx.cluster.as_deref().map(|c| c.name()),
             status,
             flags: ctx.flags,
-            attempts: ctx.attempts,
+            attempts: ctx.retry.attempts,
             duration: ctx.started.elapsed(),
         });
     }

@@ -134,6 +134,18 @@ pub fn tcp_idle_timeout(dr: Option<&DestinationRuleSpec>, subset: &str, port: u3
     .unwrap_or(DEFAULT_TCP_IDLE_TIMEOUT)
 }
 
+/// `connectionPool.tcp.connectTimeout` (Istio's default 10 s).
+pub fn connect_timeout(dr: Option<&DestinationRuleSpec>, subset: &str, port: u32) -> Duration {
+    pool_setting(dr, subset, port, |p| {
+        p.tcp
+            .as_ref()
+            .and_then(|t| t.connect_timeout.as_deref())
+            .and_then(|d| crate::config::duration::parse(d).ok())
+            .filter(|d| !d.is_zero())
+    })
+    .unwrap_or(CONNECT_TIMEOUT)
+}
+
 /// Whether requests go upstream as HTTP/2 (cleartext, prior knowledge): the service port
 /// speaks GRPC/HTTP2, or `connectionPool.http.h2UpgradePolicy: UPGRADE`.
 pub fn speaks_http2(dr: Option<&DestinationRuleSpec>, subset: &str, port: &ServicePort) -> bool {

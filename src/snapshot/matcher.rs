@@ -4,6 +4,31 @@
 use crate::config::model::{HttpMatchRequest, OrderedMap, StringMatch};
 use regex::Regex;
 
+/// A regex of the config that does not compile. Validation compiles the same regexes,
+/// so a config `validate` accepts never produces one; the snapshot leaves out the rule
+/// that holds it rather than serve the rule without its condition.
+#[derive(Debug)]
+pub struct InvalidRegex {
+    pub regex: String,
+    pub source: regex::Error,
+}
+
+impl std::fmt::Display for InvalidRegex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid regex {:?}: {}", self.regex, self.source)
+    }
+}
+
+impl std::error::Error for InvalidRegex {}
+
+/// Compiles `re` (Istio's RE2 syntax).
+pub fn regex(re: &str) -> Result<Regex, InvalidRegex> {
+    Regex::new(re).map_err(|source| InvalidRegex {
+        regex: re.to_string(),
+        source,
+    })
+}
+
 /// A compiled Istio `StringMatch`.
 #[derive(Debug)]
 pub enum StrMatch {
@@ -16,7 +41,7 @@ pub enum StrMatch {
 impl StrMatch {
     /// A header condition: as [`StrMatch::compile`], and Istio's `regex: "*"` is a presence
     /// match too (Istio `isCatchAllStringMatch`), never an RE2 regex.
-    pub fn compile_header(m: &StringMatch) -> Result<Option<StrMatch>, String> {
+    pub fn compile_header(m: &StringMatch) -> Result<Option<StrMatch>, InvalidRegex> {
         if m.regex.as_deref() == Some("*") {
             return Ok(None);
         }
@@ -24,7 +49,7 @@ impl StrMatch {
     }
 
     /// `None` for an empty match (`{}`), which means "present" for headers and query params.
-    pub fn compile(m: &StringMatch, ignore_case: bool) -> Result<Option<StrMatch>, String> {
+    pub fn compile(m: &StringMatch, ignore_case: bool) -> Result<Option<StrMatch>, InvalidRegex> {
         let lower = |s: &str| {
             if ignore_case {
                 s.to_ascii_lowercase()
@@ -37,9 +62,12 @@ impl StrMatch {
         } else if let Some(p) = &m.prefix {
             Some(StrMatch::Prefix(lower(p)))
         } else if let Some(r) = &m.regex {
-            Some(StrMatch::Regex(
-                Regex::new(&format!("^(?:{r})$")).map_err(|e| e.to_string())?,
-            ))
+            Some(StrMatch::Regex(Regex::new(&format!("^(?:{r})$")).map_err(
+                |source| InvalidRegex {
+                    regex: r.clone(),
+                    source,
+                },
+            )?))
         } else {
             None
         })
@@ -94,14 +122,18 @@ pub struct RequestMatch {
 }
 
 /// Header conditions, names lower-cased (HTTP header names are case-insensitive).
-fn compile_headers(m: &OrderedMap<StringMatch>) -> Result<Vec<(String, Option<StrMatch>)>, String> {
+fn compile_headers(
+    m: &OrderedMap<StringMatch>,
+) -> Result<Vec<(String, Option<StrMatch>)>, InvalidRegex> {
     m.iter()
         .map(|(k, v)| Ok((k.to_ascii_lowercase(), StrMatch::compile_header(v)?)))
         .collect()
 }
 
 /// Query parameter conditions (names are case-sensitive).
-fn compile_query(m: &OrderedMap<StringMatch>) -> Result<Vec<(String, Option<StrMatch>)>, String> {
+fn compile_query(
+    m: &OrderedMap<StringMatch>,
+) -> Result<Vec<(String, Option<StrMatch>)>, InvalidRegex> {
     m.iter()
         .map(|(k, v)| Ok((k.clone(), StrMatch::compile(v, false)?)))
         .collect()
@@ -120,7 +152,7 @@ fn header_value<'a>(r: &RequestView<'a>, name: &str) -> Option<&'a str> {
 }
 
 impl RequestMatch {
-    pub fn compile(m: &HttpMatchRequest) -> Result<RequestMatch, String> {
+    pub fn compile(m: &HttpMatchRequest) -> Result<RequestMatch, InvalidRegex> {
         let ignore = m.ignore_uri_case.unwrap_or(false);
         let opt = |s: &Option<StringMatch>| {
             s.as_ref()

@@ -48,7 +48,8 @@ impl Route {
 #[derive(Debug, Serialize)]
 pub struct WeightedClusters {
     pub clusters: Vec<(String, u32)>,
-    pub total: u32,
+    /// The sum of the weights: at most 2^31 × the number of destinations, so u64.
+    pub total: u64,
     /// The clusters themselves, parallel to `clusters`; `None` where the name resolves to
     /// no cluster (503 NC). Filled when the route is compiled, so a request does no look-up.
     #[serde(skip)]
@@ -65,7 +66,7 @@ impl WeightedClusters {
         } else {
             clusters
         };
-        let total = clusters.iter().map(|(_, w)| *w).sum();
+        let total = clusters.iter().map(|(_, w)| u64::from(*w)).sum();
         WeightedClusters {
             clusters,
             total,
@@ -80,9 +81,10 @@ impl WeightedClusters {
         if self.total == 0 {
             return None;
         }
-        let mut x = ((u128::from(r) * u128::from(self.total)) >> 64) as u32;
+        let mut x = ((u128::from(r) * u128::from(self.total)) >> 64) as u64;
         for (i, (_, w)) in self.clusters.iter().enumerate() {
-            if x < *w {
+            let w = u64::from(*w);
+            if x < w {
                 return Some(i);
             }
             x -= w;
@@ -155,6 +157,19 @@ mod tests {
                 })
                 .collect(),
         )
+    }
+
+    #[test]
+    fn the_largest_weights_do_not_overflow() {
+        let w = WeightedClusters::new(vec![
+            ("a".into(), i32::MAX as u32),
+            ("b".into(), i32::MAX as u32),
+            ("c".into(), i32::MAX as u32),
+        ]);
+        assert_eq!(w.total, 3 * i32::MAX as u64);
+        assert_eq!(w.pick(0), Some("a"));
+        assert_eq!(w.pick(u64::MAX), Some("c"));
+        assert_eq!(w.pick(u64::MAX / 2), Some("b"));
     }
 
     #[test]

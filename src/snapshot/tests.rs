@@ -240,6 +240,19 @@ fn tcp_idle_timeout_from_destination_rule() {
         cluster::tcp_idle_timeout(None, "", 1),
         Duration::from_secs(3600)
     );
+    let spec: DestinationRuleSpec = serde_yaml::from_str(
+        "host: reviews\ntrafficPolicy:\n  connectionPool: {tcp: {connectTimeout: 250ms}}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        cluster::connect_timeout(Some(&spec), "", 9080),
+        Duration::from_millis(250)
+    );
+    assert_eq!(
+        cluster::connect_timeout(None, "", 9080),
+        Duration::from_secs(10),
+        "Istio's default"
+    );
 }
 
 #[test]

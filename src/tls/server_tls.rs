@@ -165,11 +165,17 @@ pub fn server_config(
     cred: Credential,
     tls: &ServerTlsSpec,
     alpn: &[&[u8]],
-) -> Result<ServerConfig, String> {
+) -> Result<ServerConfig, CredentialError> {
+    let err = |field: &'static str| {
+        move |e: rustls::Error| CredentialError {
+            field,
+            message: e.to_string(),
+        }
+    };
     let provider = Arc::new(provider(&tls.cipher_suites));
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions(tls))
-        .map_err(|e| format!("tls: {e}"))?;
+        .map_err(err("minProtocolVersion"))?;
     let mode = tls.mode;
     let builder = match cred.client_roots {
         Some(roots) if credentials::verifies_clients(mode) => {
@@ -178,7 +184,10 @@ pub fn server_config(
                 v = v.allow_unauthenticated();
             }
             let mut verifier: Arc<dyn ClientCertVerifier> =
-                v.build().map_err(|e| format!("tls.caCertificates: {e}"))?;
+                v.build().map_err(|e| CredentialError {
+                    field: "caCertificates",
+                    message: e.to_string(),
+                })?;
             if !tls.subject_alt_names.is_empty() {
                 verifier = Arc::new(SanRestricted {
                     inner: verifier,
@@ -191,7 +200,7 @@ pub fn server_config(
     };
     let mut config = builder
         .with_single_cert(cred.chain, cred.key)
-        .map_err(|e| format!("tls: {e}"))?;
+        .map_err(err("serverCertificate"))?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }
@@ -253,10 +262,7 @@ impl ServerTls {
         alpn: &[&[u8]],
     ) -> Result<ServerConfig, CredentialError> {
         let cred = credentials::load(files)?;
-        server_config(cred, settings, alpn).map_err(|message| CredentialError {
-            field: files.field,
-            message,
-        })
+        server_config(cred, settings, alpn)
     }
 
     /// The config new handshakes use.

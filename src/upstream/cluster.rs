@@ -11,7 +11,8 @@ use std::sync::Arc;
 /// Counters of one cluster, for the telemetry that reads them.
 #[derive(Debug, Default)]
 pub struct ClusterStats {
-    /// Upstream connection attempts (HTTP, TCP, mirrors).
+    /// Connections opened by the TCP proxy (attempts) and the mirror client (new ones,
+    /// not pooled reuse); the proxy pipeline's own are Pingora's.
     pub connects: AtomicU64,
     /// Connection attempts that failed (refused, timed out, unreachable).
     pub connect_failures: AtomicU64,

@@ -122,15 +122,17 @@ impl HttpClient {
             pingora::Error::explain(pingora::ErrorType::ConnectNoRoute, "no healthy upstream")
         })?;
         let peer = http_peer(state, ep, Some(timeout));
-        state.stats.connects.fetch_add(1, Ordering::Relaxed);
         let exchange = async {
-            let (mut session, _reused) = match self.connector.get_http_session(&peer).await {
+            let (mut session, reused) = match self.connector.get_http_session(&peer).await {
                 Ok(s) => s,
                 Err(e) => {
                     note_connect_failure(state);
                     return Err(e);
                 }
             };
+            if !reused {
+                state.stats.connects.fetch_add(1, Ordering::Relaxed);
+            }
             session.write_request_header(Box::new(head)).await?;
             if !body.is_empty() {
                 session.write_request_body(body, true).await?;

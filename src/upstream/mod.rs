@@ -71,3 +71,6 @@ impl Registry {
         Generation { snapshot, clusters }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -102,6 +102,7 @@ pub fn warning_lines(stderr: &str) -> Vec<&str> {
         .collect()
 }
 pub mod config;
+pub mod h2c;
 pub mod net;
 pub mod peers;
 pub mod pki;

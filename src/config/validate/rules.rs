@@ -53,7 +53,10 @@ pub fn string_match(path: &str, m: &StringMatch, empty_prefix_ok: bool, f: &mut 
 /// Istio `ValidateDuration` on an optional duration field.
 pub fn duration_field(path: &str, d: &Option<String>, f: &mut Findings) {
     if let Some(d) = d {
-        f.check(path, duration::validate(d).map(|_| ()));
+        f.check(
+            path,
+            duration::validate(d).map(|_| ()).map_err(String::from),
+        );
     }
 }
 

@@ -87,6 +87,7 @@ pub(super) fn ensure_cluster(
     let mut cluster = ClusterSpec::new(name.clone(), endpoints);
     cluster.policy.tcp_idle_timeout = cluster::tcp_idle_timeout(dr, &subset, port.number);
     cluster.policy.http2 = cluster::speaks_http2(dr, &subset, port);
+    cluster.policy.connect_timeout = cluster::connect_timeout(dr, &subset, port.number);
     let id = ClusterId(snap.clusters.len() as u32);
     snap.clusters.push(Arc::new(cluster));
     snap.cluster_ids.insert(name.clone(), id);

@@ -45,7 +45,29 @@ impl ServerKind {
     }
 }
 
-pub(super) fn classify(s: &Server, protocol: &str) -> Result<ServerKind, String> {
+/// Why a Gateway server is not served.
+#[derive(Debug)]
+pub(super) enum Unserved {
+    /// ISTIO_MUTUAL (or another mode) needs the mesh's certificates.
+    TlsMode(ServerTlsMode),
+    /// A protocol meshgate does not listen for.
+    Protocol(String),
+}
+
+impl std::fmt::Display for Unserved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unserved::TlsMode(m) => write!(
+                f,
+                "TLS mode {} needs Istio's mesh certificates and is not served",
+                m.as_str()
+            ),
+            Unserved::Protocol(p) => write!(f, "protocol {p} is not served"),
+        }
+    }
+}
+
+pub(super) fn classify(s: &Server, protocol: &str) -> Result<ServerKind, Unserved> {
     match protocol.to_ascii_uppercase().as_str() {
         "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB" => Ok(ServerKind::Http),
         "TCP" | "MONGO" => Ok(ServerKind::Tcp),
@@ -58,13 +80,10 @@ pub(super) fn classify(s: &Server, protocol: &str) -> Result<ServerKind, String>
                 m if terminates(m.into()) => Ok(ServerKind::Terminate { http: p == "HTTPS" }),
                 ServerTlsMode::Passthrough => Ok(ServerKind::Passthrough),
                 ServerTlsMode::AutoPassthrough => Ok(ServerKind::AutoPassthrough),
-                m => Err(format!(
-                    "TLS mode {} needs Istio's mesh certificates and is not served",
-                    m.as_str()
-                )),
+                m => Err(Unserved::TlsMode(m)),
             }
         }
-        other => Err(format!("protocol {other} is not served")),
+        other => Err(Unserved::Protocol(other.to_string())),
     }
 }
 

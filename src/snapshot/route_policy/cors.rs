@@ -20,7 +20,7 @@ pub struct Cors {
 }
 
 impl Cors {
-    pub fn compile(c: &CorsPolicy) -> Result<Cors, String> {
+    pub fn compile(c: &CorsPolicy) -> Result<Cors, crate::snapshot::matcher::InvalidRegex> {
         let mut origins = Vec::new();
         for o in &c.allow_origins {
             if let Some(m) = StrMatch::compile(o, false)? {

@@ -162,7 +162,7 @@ impl RetryPolicy {
         let cap = self
             .backoff
             .saturating_mul(1 << n.clamp(1, 8).saturating_sub(1))
-            .min(self.backoff * 10);
+            .min(self.backoff.saturating_mul(10));
         cap / 2 + cap.mul_f64((r % 1000) as f64 / 2000.0)
     }
 

@@ -48,10 +48,10 @@ pub(super) fn replace_matched(path: &str, matched: Option<&StrMatch>, to: &str) 
 }
 
 impl Rewrite {
-    pub fn compile(r: &HttpRewrite) -> Result<Rewrite, String> {
+    pub fn compile(r: &HttpRewrite) -> Result<Rewrite, crate::snapshot::matcher::InvalidRegex> {
         let regex = match &r.uri_regex_rewrite {
             Some(rr) => Some((
-                Regex::new(&rr.r#match).map_err(|e| e.to_string())?,
+                crate::snapshot::matcher::regex(&rr.r#match)?,
                 regex_replacement(&rr.rewrite),
             )),
             None => None,
