@@ -7,15 +7,20 @@
 //! answered as Envoy does (`fail_to_proxy`).
 
 pub mod context;
+mod cors;
+mod fault;
+mod forwarding;
 pub mod header_ops;
 pub mod local_reply;
 pub mod mirror;
 pub mod retry;
+mod rewrite;
+mod routing;
+
+use routing::{authority_of, has_body};
 
 use crate::rng::Rng;
-use crate::snapshot::matcher::RequestView;
-use crate::snapshot::route_policy::{Abort, RedirectInput, RoutePolicy};
-use crate::snapshot::route_table::{Route, RouteAction};
+use crate::snapshot::route_table::RouteAction;
 use crate::telemetry::{HttpRecord, Telemetry};
 use crate::tls::connection as tls_connection;
 use crate::upstream::connect;
@@ -75,194 +80,6 @@ fn is_connect_error(e: &Error) -> bool {
     )
 }
 
-/// What routing decided for a request.
-enum Decision {
-    /// `tls.httpsRedirect`: a 301 to this location.
-    HttpsRedirect(String),
-    /// A route took the request: the route, the path its `rewrite` gives (if any), and
-    /// the `Location` its `redirect` gives (if it redirects). Both are worked out while
-    /// the matching `uri` condition is at hand.
-    Route(Arc<Route>, Option<String>, Option<String>),
-}
-
-/// Envoy's `https_redirect`: same host without its port, same path and query.
-fn https_location(authority: &str, uri: &http::Uri) -> String {
-    let host = crate::snapshot::host_index::strip_port(authority);
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    format!("https://{host}{path}")
-}
-
-/// The request's authority: `:authority` / absolute-form URI, else the Host header.
-fn authority_of(req: &RequestHeader) -> &str {
-    req.uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok()))
-        .unwrap_or("")
-}
-
-fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
-    req.headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Whether the request carries a body (so mirroring waits for it).
-fn has_body(req: &RequestHeader) -> bool {
-    header(req, "transfer-encoding").is_some()
-        || header(req, "content-length").is_some_and(|l| l.trim() != "0")
-}
-
-impl GatewayProxy {
-    /// The gateway's own request headers: forwarding headers, request id, client cert.
-    fn forwarding_headers(
-        &self,
-        session: &mut Session,
-        scheme: &str,
-        tls: Option<&tls_connection::TlsConnection>,
-    ) -> Result<()> {
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet().map(|i| i.ip()));
-        let req = session.req_header_mut();
-        if let Some(ip) = client_ip {
-            let xff = match header(req, "x-forwarded-for") {
-                Some(prev) => format!("{prev}, {ip}"),
-                None => ip.to_string(),
-            };
-            req.insert_header("x-forwarded-for", xff)?;
-        }
-        req.insert_header("x-forwarded-proto", scheme)?;
-        if req.headers.get("x-request-id").is_none() {
-            req.insert_header("x-request-id", self.rng.uuid())?;
-        }
-        // Istio's gateway default (SANITIZE_SET): a client's own x-forwarded-client-cert
-        // is dropped; a verified client certificate is described in a fresh one.
-        req.remove_header("x-forwarded-client-cert");
-        if let Some(peer) = tls.and_then(|t| t.peer()) {
-            req.insert_header("x-forwarded-client-cert", peer.xfcc())?;
-        }
-        Ok(())
-    }
-
-    /// CORS (Envoy's filter): answers preflights for allowed origins (and, with
-    /// `unmatchedPreflights: IGNORE`, for the others); remembers an allowed origin so the
-    /// response carries it. `true` when the request was answered.
-    async fn cors(
-        &self,
-        session: &mut Session,
-        policy: &RoutePolicy,
-        ctx: &mut RequestContext,
-    ) -> Result<bool> {
-        let Some(cors) = &policy.cors else {
-            return Ok(false);
-        };
-        let req = session.req_header();
-        let Some(origin) = header(req, "origin").map(str::to_string) else {
-            return Ok(false);
-        };
-        let preflight = req.method == http::Method::OPTIONS
-            && req.headers.contains_key("access-control-request-method");
-        let allowed = cors.allows(&origin);
-        if !preflight {
-            if allowed {
-                ctx.cors_origin = Some(origin);
-            }
-            return Ok(false);
-        }
-        if !allowed {
-            if cors.ignore_unmatched_preflights {
-                local_reply(session, 200, b"").await?;
-                return Ok(true);
-            }
-            return Ok(false); // forwarded, as Envoy does
-        }
-        let mut h: Vec<(&str, &str)> = vec![("access-control-allow-origin", &origin)];
-        if !cors.allow_methods.is_empty() {
-            h.push(("access-control-allow-methods", &cors.allow_methods));
-        }
-        if !cors.allow_headers.is_empty() {
-            h.push(("access-control-allow-headers", &cors.allow_headers));
-        }
-        if let Some(age) = &cors.max_age {
-            h.push(("access-control-max-age", age));
-        }
-        if cors.allow_credentials {
-            h.push(("access-control-allow-credentials", "true"));
-        }
-        reply(session, 200, &h, b"").await?;
-        Ok(true)
-    }
-
-    /// Fault injection: the delay, then the abort, each sampled on its own. `true` when
-    /// the request was aborted (it never reaches an upstream).
-    async fn fault(
-        &self,
-        session: &mut Session,
-        policy: &RoutePolicy,
-        ctx: &mut RequestContext,
-    ) -> Result<bool> {
-        let Some(fault) = &policy.fault else {
-            return Ok(false);
-        };
-        if let Some((d, sampler)) = &fault.delay {
-            if sampler.sample() {
-                ctx.flags.insert(ResponseFlags::DI);
-                tokio::time::sleep(*d).await;
-            }
-        }
-        if let Some((abort, sampler)) = &fault.abort {
-            if sampler.sample() {
-                ctx.flags.insert(ResponseFlags::FI);
-                match *abort {
-                    Abort::Http(status) => {
-                        local_reply(session, status, BODY_FAULT_ABORT.as_bytes()).await?
-                    }
-                    Abort::Grpc(code) => grpc_reply(session, code, BODY_FAULT_ABORT).await?,
-                }
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    /// Path and host rewrites and request header operations: destination level first,
-    /// then route level, so the route's `set` wins (Envoy's default order).
-    fn rewrite(
-        &self,
-        req: &mut RequestHeader,
-        route: &Route,
-        dest: Option<usize>,
-        new_path: Option<String>,
-    ) -> Result<()> {
-        let policy = &route.policy;
-        let dest_headers = match (&route.action, dest) {
-            (RouteAction::Forward(w), Some(i)) => w.headers.get(i),
-            _ => None,
-        };
-        if let Some(path) = new_path {
-            let pq = match req.uri.query() {
-                Some(q) => format!("{path}?{q}"),
-                None => path,
-            };
-            if let Ok(uri) = http::Uri::builder().path_and_query(pq).build() {
-                req.set_uri(uri);
-            }
-        }
-        let host = dest_headers
-            .and_then(|h| h.host_rewrite.as_deref())
-            .into_iter()
-            .chain(policy.rewrite.as_ref().and_then(|r| r.authority.as_deref()))
-            .chain(policy.headers.host_rewrite.as_deref())
-            .last();
-        if let Some(h) = host {
-            req.insert_header("host", h)?;
-        }
-        if let Some(d) = dest_headers {
-            header_ops::apply(&d.request, req)?;
-        }
-        header_ops::apply(&policy.headers.request, req)
-    }
-}
-
 #[async_trait]
 impl ProxyHttp for GatewayProxy {
     type CTX = RequestContext;
@@ -290,70 +107,28 @@ impl ProxyHttp for GatewayProxy {
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         let tls = tls_connection::of(session).cloned();
         let scheme = if tls.is_some() { "https" } else { "http" };
-        self.forwarding_headers(session, scheme, tls.as_deref())?;
+        forwarding::forwarding_headers(&self.rng, session, scheme, tls.as_deref())?;
 
         let chain = tls.as_ref().map(|t| &*t.chain);
-        let decision = {
-            let req = session.req_header();
-            let authority = authority_of(req);
-            let header = |name: &str| header(req, name);
-            let view = RequestView {
-                path: req.uri.path(),
-                path_and_query: req.uri.path_and_query().map_or("/", |p| p.as_str()),
-                query: req.uri.query(),
-                method: req.method.as_str(),
-                scheme,
-                authority,
-                port: local.port(),
-                header: &header,
-            };
-            let vhost = snap
-                .listener_for(local)
-                .and_then(|l| l.http_routes(chain))
-                .and_then(|t| t.select(authority));
-            match vhost {
-                Some(vh) if vh.https_redirect && tls.is_none() => {
-                    Some(Decision::HttpsRedirect(https_location(authority, &req.uri)))
-                }
-                Some(vh) => vh.routes.iter().find_map(|route| {
-                    let matched = route.matching(&view)?;
-                    let new_path = route
-                        .policy
-                        .rewrite
-                        .as_ref()
-                        .and_then(|rw| rw.path(view.path, matched));
-                    let location = match &route.action {
-                        RouteAction::Redirect(r) => Some(r.location(&RedirectInput {
-                            scheme,
-                            listener_port: local.port(),
-                            authority,
-                            path: view.path,
-                            query: view.query,
-                            matched,
-                        })),
-                        _ => None,
-                    };
-                    Some(Decision::Route(route.clone(), new_path, location))
-                }),
-                None => None,
-            }
-        };
+        let decision = routing::decide(snap, local, chain, scheme, session.req_header());
         let (route, new_path, location) = match decision {
             None => {
                 ctx.flags.insert(ResponseFlags::NR);
                 local_reply(session, 404, b"").await?;
                 return Ok(true);
             }
-            Some(Decision::HttpsRedirect(location)) => {
+            Some(routing::Decision::HttpsRedirect(location)) => {
                 reply(session, 301, &[("location", &location)], b"").await?;
                 return Ok(true);
             }
-            Some(Decision::Route(r, p, l)) => (r, p, l),
+            Some(routing::Decision::Route(r, p, l)) => (r, p, l),
         };
         ctx.route = Some(route.clone());
         let policy = &route.policy;
 
-        if self.cors(session, policy, ctx).await? || self.fault(session, policy, ctx).await? {
+        if cors::preflight(session, policy, ctx).await?
+            || fault::inject(session, policy, ctx).await?
+        {
             return Ok(true);
         }
         let weighted = match &route.action {
@@ -375,7 +150,7 @@ impl ProxyHttp for GatewayProxy {
             .and_then(|i| weighted.cluster_at(i))
             .and_then(|id| active.cluster(id))
             .cloned();
-        self.rewrite(session.req_header_mut(), &route, ctx.destination, new_path)?;
+        rewrite::apply(session.req_header_mut(), &route, ctx.destination, new_path)?;
 
         let Some(cluster) = cluster else {
             ctx.flags.insert(ResponseFlags::NC);
@@ -538,20 +313,7 @@ impl ProxyHttp for GatewayProxy {
                 t.elapsed().as_millis().to_string(),
             )?;
         }
-        if let Some(origin) = &ctx.cors_origin {
-            if let Some(cors) = &policy.cors {
-                resp.insert_header("access-control-allow-origin", origin.as_str())?;
-                if !cors.expose_headers.is_empty() {
-                    resp.insert_header(
-                        "access-control-expose-headers",
-                        cors.expose_headers.as_str(),
-                    )?;
-                }
-                if cors.allow_credentials {
-                    resp.insert_header("access-control-allow-credentials", "true")?;
-                }
-            }
-        }
+        cors::on_response(resp, policy, ctx)?;
         if let (RouteAction::Forward(w), Some(i)) = (&route.action, ctx.destination) {
             if let Some(d) = w.headers.get(i) {
                 header_ops::apply(&d.response, resp)?;

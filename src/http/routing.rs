@@ -1,0 +1,97 @@
+//! Choosing what serves a request: the listener's route table (or the terminating TLS
+//! server's), the virtual host by authority, the first route whose match takes the
+//! request, and what that route does (with its rewritten path and redirect location
+//! worked out while the matching `uri` condition is at hand).
+
+use crate::snapshot::matcher::RequestView;
+use crate::snapshot::route_policy::RedirectInput;
+use crate::snapshot::route_table::{Route, RouteAction};
+use crate::snapshot::Snapshot;
+use pingora::http::RequestHeader;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What routing decided for a request.
+pub(super) enum Decision {
+    /// `tls.httpsRedirect`: a 301 to this location.
+    HttpsRedirect(String),
+    /// A route took the request: the route, the path its `rewrite` gives (if any), and
+    /// the `Location` its `redirect` gives (if it redirects). Both are worked out while
+    /// the matching `uri` condition is at hand.
+    Route(Arc<Route>, Option<String>, Option<String>),
+}
+
+/// Envoy's `https_redirect`: same host without its port, same path and query.
+pub(super) fn https_location(authority: &str, uri: &http::Uri) -> String {
+    let host = crate::snapshot::host_index::strip_port(authority);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    format!("https://{host}{path}")
+}
+
+/// The request's authority: `:authority` / absolute-form URI, else the Host header.
+pub(super) fn authority_of(req: &RequestHeader) -> &str {
+    req.uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok()))
+        .unwrap_or("")
+}
+
+pub(super) fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Whether the request carries a body (so mirroring waits for it).
+pub(super) fn has_body(req: &RequestHeader) -> bool {
+    header(req, "transfer-encoding").is_some()
+        || header(req, "content-length").is_some_and(|l| l.trim() != "0")
+}
+
+/// Routes a request that arrived on `local` (over TLS terminated by `chain`, if any).
+pub(super) fn decide(
+    snap: &Snapshot,
+    local: SocketAddr,
+    chain: Option<&str>,
+    scheme: &str,
+    req: &RequestHeader,
+) -> Option<Decision> {
+    let authority = authority_of(req);
+    let lookup = |name: &str| header(req, name);
+    let view = RequestView {
+        path: req.uri.path(),
+        path_and_query: req.uri.path_and_query().map_or("/", |p| p.as_str()),
+        query: req.uri.query(),
+        method: req.method.as_str(),
+        scheme,
+        authority,
+        port: local.port(),
+        header: &lookup,
+    };
+    let vh = snap
+        .listener_for(local)
+        .and_then(|l| l.http_routes(chain))
+        .and_then(|t| t.select(authority))?;
+    if vh.https_redirect && chain.is_none() {
+        return Some(Decision::HttpsRedirect(https_location(authority, &req.uri)));
+    }
+    vh.routes.iter().find_map(|route| {
+        let matched = route.matching(&view)?;
+        let new_path = route
+            .policy
+            .rewrite
+            .as_ref()
+            .and_then(|rw| rw.path(view.path, matched));
+        let location = match &route.action {
+            RouteAction::Redirect(r) => Some(r.location(&RedirectInput {
+                scheme,
+                listener_port: local.port(),
+                authority,
+                path: view.path,
+                query: view.query,
+                matched,
+            })),
+            _ => None,
+        };
+        Some(Decision::Route(route.clone(), new_path, location))
+    })
+}
