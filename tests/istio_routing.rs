@@ -19,7 +19,7 @@
 //! expected failure, and the test fails if it starts to pass so the mark is removed.
 
 mod common;
-use common::net::{raw, Gateway, Reply, Upstream};
+use common::net::{Gateway, Reply, Upstream};
 use common::peers::{curl, TlsUpstream};
 use common::{corpus, pki, scratch, write};
 use serde::Deserialize;
@@ -28,8 +28,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How a call reaches the gateway.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -1222,7 +1221,7 @@ fn run_case(
     for a in &adapted {
         out.lines.push(format!("   adapted: {a}"));
     }
-    let gw = match start_gateway(&dir) {
+    let gw = match Gateway::try_start(&dir) {
         Ok(gw) => gw,
         Err(e) => {
             for call in case.calls {
@@ -1276,42 +1275,6 @@ fn run_case(
 
 fn get_mut<'a>(v: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
     path.iter().try_fold(v, |v, k| v.get_mut(*k))
-}
-
-/// `meshgate run` on `dir/conf`, ready; an error with its log if it exits first.
-fn start_gateway(dir: &Path) -> Result<Gateway, String> {
-    let admin: SocketAddr = format!("127.0.0.1:{}", common::net::free_port())
-        .parse()
-        .unwrap();
-    let log = std::fs::File::create(dir.join("meshgate.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_meshgate"))
-        .args(["run", "--config"])
-        .arg(dir.join("conf"))
-        .args(["--admin", &admin.to_string()])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let mut gw = Gateway { child, admin };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if raw(
-            admin,
-            b"GET /ready HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n",
-        )
-        .is_some_and(|r| r.status == 200)
-        {
-            return Ok(gw);
-        }
-        if let Ok(Some(status)) = gw.child.try_wait() {
-            let log = std::fs::read_to_string(dir.join("meshgate.log")).unwrap_or_default();
-            return Err(format!("exited ({status}):\n{log}"));
-        }
-        if Instant::now() > deadline {
-            return Err("not ready in 20 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// What one call saw.

@@ -289,6 +289,12 @@ pub struct Gateway {
 impl Gateway {
     /// Starts `meshgate run --config dir` and waits until `/ready` answers 200.
     pub fn start(dir: &Path) -> Gateway {
+        Gateway::try_start(dir).unwrap_or_else(|e| panic!("meshgate: {e}"))
+    }
+
+    /// As [`Gateway::start`], with an error (and the gateway's log) when it exits first
+    /// or is not ready in 20 s.
+    pub fn try_start(dir: &Path) -> Result<Gateway, String> {
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = std::fs::File::create(dir.join("meshgate.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_meshgate"))
@@ -298,23 +304,25 @@ impl Gateway {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("start meshgate");
+            .map_err(|e| format!("start: {e}"))?;
         let mut gw = Gateway { child, admin };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(r) = raw(
+            if raw(
                 admin,
                 b"GET /ready HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n",
-            ) {
-                if r.status == 200 {
-                    return gw;
-                }
+            )
+            .is_some_and(|r| r.status == 200)
+            {
+                return Ok(gw);
             }
             if let Ok(Some(status)) = gw.child.try_wait() {
                 let log = std::fs::read_to_string(dir.join("meshgate.log")).unwrap_or_default();
-                panic!("meshgate exited ({status}) before ready:\n{log}");
+                return Err(format!("exited ({status}) before ready:\n{log}"));
             }
-            assert!(Instant::now() < deadline, "meshgate not ready in time");
+            if Instant::now() > deadline {
+                return Err("not ready in 20 s".into());
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
