@@ -10,6 +10,7 @@ pub mod l4_route;
 pub mod matcher;
 pub mod route_policy;
 pub mod route_table;
+pub mod settings;
 pub mod sni_router;
 
 use crate::tls::server_tls::ServerTls;
@@ -66,6 +67,8 @@ pub struct Snapshot {
     pub clusters: Vec<Arc<ClusterSpec>>,
     /// Cluster ids by Istio cluster name (building, AUTO_PASSTHROUGH, the config dump).
     pub cluster_ids: HashMap<String, ClusterId>,
+    /// MeshConfig's downstream settings (timeouts, limits, normalization, trust).
+    pub downstream: settings::DownstreamSettings,
     /// Things the snapshot leaves out, said once at load (servers taken out, rules skipped).
     pub notes: Vec<String>,
 }

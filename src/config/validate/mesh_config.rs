@@ -24,6 +24,29 @@ pub fn validate(mc: &MeshConfigSpec, f: &mut Findings) {
         }
     }
     rules::labels("spec.labels", &mc.labels, f);
+    for (field, v) in [
+        ("requestHeadersTimeout", &mc.request_headers_timeout),
+        ("idleTimeout", &mc.idle_timeout),
+        ("streamIdleTimeout", &mc.stream_idle_timeout),
+    ] {
+        rules::duration_field(&format!("spec.{field}"), v, f);
+    }
+    for (field, v) in [
+        ("maxConnections", mc.max_connections),
+        ("maxConnectionsPerListener", mc.max_connections_per_listener),
+        ("maxRequestHeadersKb", mc.max_request_headers_kb),
+        ("maxRequestHeaders", mc.max_request_headers),
+    ] {
+        if v == Some(0) {
+            f.error(format!("spec.{field}"), "must be at least 1");
+        }
+    }
+    if mc.max_request_headers_kb.is_some_and(|k| k > 8192) {
+        f.error(
+            "spec.maxRequestHeadersKb",
+            "must be at most 8192 (Envoy's limit)",
+        );
+    }
     if let Some(cd) = &mc.credentials_dir {
         if cd.is_empty() {
             f.error("spec.credentialsDir", "must not be empty");

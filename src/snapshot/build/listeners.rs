@@ -93,7 +93,10 @@ pub(super) fn server_label(g: &Resource, i: usize) -> String {
 
 /// Builds the snapshot for an instance with `labels` from a validated config.
 pub fn compile(c: &Config, labels: &[(String, String)]) -> Snapshot {
-    let mut snap = Snapshot::default();
+    let mut snap = Snapshot {
+        downstream: crate::snapshot::settings::DownstreamSettings::from_mesh(c.mesh_config()),
+        ..Snapshot::default()
+    };
     let default_bind: IpAddr = c
         .mesh_config()
         .and_then(|m| m.default_bind_address.as_deref())
