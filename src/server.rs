@@ -60,10 +60,17 @@ pub fn serve(snapshot: Snapshot, admin: &str) -> ! {
     );
     let mut options = HttpServerOptions::default();
     options.h2c = true;
+    // HTTP/2 connections idle this long end with GOAWAY (MeshConfig `idleTimeout`).
+    options.h2_idle_timeout = Some(shared.load().snapshot.downstream.idle_timeout);
     http.server_options = Some(options);
     let mut gateway = Service::new(
         "meshgate gateway".to_string(),
-        ListenerApp::new(shared.clone(), http, telemetry),
+        ListenerApp::new(
+            shared.clone(),
+            http,
+            telemetry,
+            shared.load().snapshot.listeners.iter().map(|l| l.address),
+        ),
     );
     for addr in &listeners {
         gateway.add_tcp(addr);

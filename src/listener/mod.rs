@@ -3,6 +3,10 @@
 //! chain, then terminates (HTTP pipeline or TCP routes) or passes the bytes through; a TCP
 //! port is spliced to its route's destination.
 
+mod http1;
+mod limits;
+mod replay;
+
 use crate::rng::Rng;
 use crate::snapshot::l4_route::{self, L4Route};
 use crate::snapshot::sni_router::{ChainAction, SniTarget, Terminated};
@@ -14,20 +18,14 @@ use crate::tls::peer_identity::PeerIdentity;
 use crate::upstream::Generation;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use pingora::apps::ServerApp;
+use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::listeners::tls::Acceptor;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{Peek, Ssl, Stream};
 use pingora::server::ShutdownWatch;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 use tokio::time::Instant;
-
-/// How long a client has from connecting to a finished TLS handshake (ClientHello
-/// included). Envoy waits 15 s for the ClientHello and then has no handshake limit;
-/// meshgate bounds the whole exchange.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts every gateway connection and hands it on: HTTP to `H` (the HTTP pipeline,
 /// which the server plugs in, so this layer knows nothing of its internals), TCP and
@@ -37,15 +35,27 @@ pub struct ListenerApp<H> {
     http: Arc<H>,
     telemetry: Arc<Telemetry>,
     rng: Rng,
+    connections: limits::Connections,
+    /// `maxConnections` when MeshConfig leaves it out (from the descriptor limit).
+    default_max_connections: u32,
 }
 
-impl<H: ServerApp + Send + Sync + 'static> ListenerApp<H> {
-    pub fn new(active: Arc<ArcSwap<Generation>>, http: H, telemetry: Arc<Telemetry>) -> Self {
+impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
+    pub fn new(
+        active: Arc<ArcSwap<Generation>>,
+        http: H,
+        telemetry: Arc<Telemetry>,
+        listeners: impl IntoIterator<Item = SocketAddr>,
+    ) -> Self {
+        let default_max_connections = limits::default_max_connections();
+        log::info!("downstream connections limited to {default_max_connections} unless MeshConfig maxConnections says otherwise");
         ListenerApp {
             active,
             http: Arc::new(http),
             telemetry,
             rng: Rng::new(),
+            connections: limits::Connections::new(listeners),
+            default_max_connections,
         }
     }
 
@@ -69,12 +79,15 @@ impl<H: ServerApp + Send + Sync + 'static> ListenerApp<H> {
         stream: Stream,
         local: SocketAddr,
         active: Arc<Generation>,
+        accepted: Instant,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let snap = &active.snapshot;
         // The acceptor takes a concrete stream; listeners hand out TCP streams.
         let mut stream = *stream.into_any().downcast::<L4Stream>().ok()?;
-        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        // The ClientHello, the handshake and (below) the first request's head share the
+        // connection's `requestHeadersTimeout` from connect.
+        let deadline = accepted + snap.downstream.request_headers_timeout;
         let hello = match tokio::time::timeout_at(deadline, read_client_hello(&mut stream)).await {
             Ok(Some(h)) => h,
             _ => return None, // timed out, not TLS, or malformed: close
@@ -118,8 +131,16 @@ impl<H: ServerApp + Send + Sync + 'static> ListenerApp<H> {
                 let _ = info.peer.set(peer);
                 match inner {
                     Terminated::Http(_) => {
+                        let settings = snap.downstream.clone();
                         drop(active);
-                        ServerApp::process_new(&self.http, Box::new(tls_stream), shutdown).await
+                        http1::serve(
+                            &self.http,
+                            Box::new(tls_stream),
+                            &settings,
+                            accepted,
+                            shutdown,
+                        )
+                        .await
                     }
                     Terminated::Tcp(routes) => {
                         if let Some(r) = l4_route::select(routes, local) {
@@ -152,7 +173,7 @@ async fn read_client_hello(stream: &mut L4Stream) -> Option<ClientHello> {
 }
 
 #[async_trait]
-impl<H: ServerApp + Send + Sync + 'static> ServerApp for ListenerApp<H> {
+impl<H: HttpServerApp + Send + Sync + 'static> ServerApp for ListenerApp<H> {
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
@@ -161,13 +182,30 @@ impl<H: ServerApp + Send + Sync + 'static> ServerApp for ListenerApp<H> {
         let local = stream
             .get_socket_digest()
             .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).copied())?;
+        let accepted = Instant::now();
         let active = self.active.load_full();
-        match &active.snapshot.listener_for(local)?.protocol {
+        let listener = active.snapshot.listener_for(local)?;
+        let limits = &active.snapshot.downstream;
+        let Some(_admitted) = self.connections.admit(
+            listener.address,
+            limits
+                .max_connections
+                .unwrap_or(self.default_max_connections),
+            limits.max_connections_per_listener,
+        ) else {
+            log::debug!(
+                "{local}: connection limit reached ({} open); closing a new connection",
+                self.connections.open()
+            );
+            return None;
+        };
+        match &listener.protocol {
             Protocol::Http(_) => {
+                let settings = limits.clone();
                 drop(active);
-                ServerApp::process_new(&self.http, stream, shutdown).await
+                http1::serve(&self.http, stream, &settings, accepted, shutdown).await
             }
-            Protocol::Tls(_) => self.tls(stream, local, active, shutdown).await,
+            Protocol::Tls(_) => self.tls(stream, local, active, accepted, shutdown).await,
             Protocol::Tcp(routes) => {
                 if let Some(r) = l4_route::select(routes, local) {
                     let r = r.clone();

@@ -1,0 +1,252 @@
+//! An HTTP connection's life before and between requests, where a slow or idle client
+//! would otherwise hold it for ever: the listener reads each request head itself, within
+//! MeshConfig's `requestHeadersTimeout` (from the head's first byte, and from connect for
+//! the first request) and `maxRequestHeadersKb`, waits at most `idleTimeout` for the next
+//! request on a kept-alive connection, and tells an h2c preface from a short HTTP/1
+//! request without waiting for bytes that may never come. The head is then replayed to
+//! Pingora's HTTP session, which parses and proxies it as usual.
+
+use super::replay::Replay;
+use crate::snapshot::settings::DownstreamSettings;
+use bytes::BytesMut;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::{Stream, ALPN};
+use pingora::server::ShutdownWatch;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+/// The client's connection preface of HTTP/2 (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How reading a request head ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Head {
+    /// The head up to its blank line (and whatever followed in the same reads).
+    Complete,
+    /// An HTTP/2 connection preface (h2c with prior knowledge).
+    H2Preface,
+    /// The client closed, or sent nothing before the deadline.
+    Closed,
+    /// The head started but did not complete in time: 408.
+    TimedOut,
+    /// The head outgrew the limit: 431.
+    TooLarge,
+}
+
+/// Where a request head ends: the index after its blank line, if it is complete.
+pub fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let start = from.saturating_sub(3);
+    buf.get(start..)?
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| start + i + 4)
+}
+
+/// Reads a request head into `buf` (which may already hold bytes). The first byte must
+/// come by `first_byte_by`; the rest within `headers_timeout` of it, and never after
+/// `complete_by`.
+async fn read_head(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    first_byte_by: Instant,
+    complete_by: Option<Instant>,
+    settings: &DownstreamSettings,
+    h2c: bool,
+) -> Head {
+    let limit = settings.max_request_headers_bytes;
+    let mut deadline = first_byte_by;
+    let mut started = false;
+    let mut scanned = 0;
+    loop {
+        if !buf.is_empty() && !started {
+            started = true;
+            deadline = Instant::now() + settings.request_headers_timeout;
+            if let Some(c) = complete_by {
+                deadline = deadline.min(c);
+            }
+        }
+        if h2c && buf.starts_with(H2_PREFACE) {
+            return Head::H2Preface;
+        }
+        let maybe_preface = h2c && H2_PREFACE.starts_with(&buf[..buf.len().min(H2_PREFACE.len())]);
+        if !maybe_preface && head_end(buf, scanned).is_some() {
+            return Head::Complete;
+        }
+        scanned = buf.len();
+        if buf.len() > limit {
+            return Head::TooLarge;
+        }
+        buf.reserve(4096.min(limit + 1 - buf.len()).max(1));
+        match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(_) if buf.is_empty() => return Head::Closed,
+            Ok(_) => return Head::Closed, // closed mid-head: nothing to answer
+            Err(_) if started => return Head::TimedOut,
+            Err(_) => return Head::Closed,
+        }
+    }
+}
+
+/// Writes a final error answer on a connection Pingora never saw, then closes it.
+async fn refuse(mut stream: Stream, status: &str) {
+    let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        let _ = stream.write_all(answer.as_bytes()).await;
+        let _ = stream.flush().await;
+    })
+    .await;
+}
+
+/// Serves the HTTP requests of one connection (plain, or TLS already terminated) with
+/// `app` (Pingora's proxy). `accepted` is when the connection arrived.
+pub async fn serve<H>(
+    app: &Arc<H>,
+    mut stream: Stream,
+    settings: &DownstreamSettings,
+    accepted: Instant,
+    shutdown: &ShutdownWatch,
+) -> Option<Stream>
+where
+    H: HttpServerApp + Send + Sync + 'static,
+{
+    let tls = stream.get_ssl_digest().is_some();
+    if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+        // HTTP/2 over TLS: Pingora's HTTP/2 server (idle connections end with GOAWAY).
+        return ServerApp::process_new(app, stream, shutdown).await;
+    }
+    let h2c = !tls && app.server_options().is_some_and(|o| o.h2c);
+    let mut buf = BytesMut::new();
+    let mut persistent: Option<HttpPersistentSettings> = None;
+    let mut first = true;
+    loop {
+        let (first_byte_by, complete_by) = if first {
+            let by = accepted + settings.request_headers_timeout;
+            (by, Some(by))
+        } else {
+            (Instant::now() + settings.idle_timeout, None)
+        };
+        let head = read_head(
+            &mut stream,
+            &mut buf,
+            first_byte_by,
+            complete_by,
+            settings,
+            h2c && first,
+        )
+        .await;
+        match head {
+            Head::Closed => return None,
+            Head::TimedOut => {
+                refuse(stream, "408 Request Timeout").await;
+                return None;
+            }
+            Head::TooLarge => {
+                refuse(stream, "431 Request Header Fields Too Large").await;
+                return None;
+            }
+            Head::H2Preface => {
+                let replay: Stream = Box::new(Replay::new(stream, buf));
+                return ServerApp::process_new(app, replay, shutdown).await;
+            }
+            Head::Complete => {}
+        }
+        first = false;
+        let replay: Stream = Box::new(Replay::new(stream, std::mem::take(&mut buf)));
+        let mut session = ServerSession::new_http1(replay);
+        match persistent.take() {
+            Some(p) => p.apply_to_session(&mut session),
+            None => {
+                session.set_keepalive_reuses_remaining(
+                    app.server_options().and_then(|o| o.keepalive_request_limit),
+                );
+            }
+        }
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
+        } else {
+            session.set_keepalive(Some(settings.idle_timeout.as_secs().max(1)));
+        }
+        let reused = app.process_new_http(session, shutdown).await?;
+        let (next, settings_next) = reused.consume();
+        persistent = settings_next;
+        // The stream comes back as the replay wrapper: unwrap it, keeping any bytes the
+        // session did not read (the start of the next request).
+        if !next.as_any().is::<Replay>() {
+            return None;
+        }
+        let replay = next.into_any().downcast::<Replay>().ok()?;
+        let (inner, rest) = replay.into_parts();
+        stream = inner;
+        buf = rest;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_end_finds_the_blank_line_across_reads() {
+        assert_eq!(head_end(b"GET / HTTP/1.0\r\n\r\n", 0), Some(18));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nhost: a\r\n", 0), None);
+        // The blank line split over two reads: scanning resumes three bytes back.
+        let buf = b"GET / HTTP/1.1\r\nhost: a\r\n\r\nbody";
+        assert_eq!(head_end(buf, 25), Some(27));
+        assert_eq!(head_end(b"", 0), None);
+    }
+
+    fn settings() -> DownstreamSettings {
+        DownstreamSettings {
+            request_headers_timeout: std::time::Duration::from_millis(200),
+            max_request_headers_bytes: 64,
+            ..DownstreamSettings::default()
+        }
+    }
+
+    /// A connected pair of Pingora streams over loopback.
+    async fn pair() -> (Stream, tokio::net::TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        let s: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(server));
+        (s, client)
+    }
+
+    #[tokio::test]
+    async fn heads_are_bounded_in_time_and_size() {
+        let s = settings();
+        let soon = || Instant::now() + std::time::Duration::from_millis(200);
+        // A short HTTP/1.0 request with h2c on: complete at once, no wait for 24 bytes.
+        let (mut server, mut client) = pair().await;
+        client.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+        let mut buf = BytesMut::new();
+        let head = read_head(&mut server, &mut buf, soon(), None, &s, true).await;
+        assert_eq!(head, Head::Complete);
+        // The h2c preface.
+        let (mut server, mut client) = pair().await;
+        client.write_all(H2_PREFACE).await.unwrap();
+        let mut buf = BytesMut::new();
+        let head = read_head(&mut server, &mut buf, soon(), None, &s, true).await;
+        assert_eq!(head, Head::H2Preface);
+        // Silence: closed at the deadline.
+        let (mut server, _client) = pair().await;
+        let t = Instant::now();
+        let head = read_head(&mut server, &mut BytesMut::new(), soon(), None, &s, false).await;
+        assert_eq!(head, Head::Closed);
+        assert!(t.elapsed() >= std::time::Duration::from_millis(190));
+        // A head that never ends: timed out.
+        let (mut server, mut client) = pair().await;
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        let head = read_head(&mut server, &mut BytesMut::new(), soon(), None, &s, false).await;
+        assert_eq!(head, Head::TimedOut);
+        // Too large.
+        let (mut server, mut client) = pair().await;
+        client.write_all(&[b'a'; 200]).await.unwrap();
+        let head = read_head(&mut server, &mut BytesMut::new(), soon(), None, &s, false).await;
+        assert_eq!(head, Head::TooLarge);
+    }
+}
