@@ -5,14 +5,21 @@ use crate::config::model::MeshConfigSpec;
 use crate::config::resource::Findings;
 
 pub fn validate(mc: &MeshConfigSpec, f: &mut Findings) {
-    for (field, v) in [("adminAddress", &mc.admin_address)] {
-        if let Some(a) = v {
-            if a.parse::<std::net::SocketAddr>().is_err() {
-                f.error(
-                    format!("spec.{field}"),
-                    format!("{a:?} is not an address:port (e.g. 127.0.0.1:15000)"),
-                );
-            }
+    if let Some(a) = &mc.admin_address {
+        match a.parse::<std::net::SocketAddr>() {
+            Err(_) => f.error(
+                "spec.adminAddress",
+                format!("{a:?} is not an address:port (e.g. 127.0.0.1:15000)"),
+            ),
+            // The admin listener answers /config_dump (routes, clusters, certificate
+            // paths) to whoever reaches it.
+            Ok(addr) if !addr.ip().is_loopback() => f.warn(
+                "spec.adminAddress",
+                format!(
+                    "{a} is not a loopback address: anyone who reaches it can read /config_dump; keep it on 127.0.0.1 or ::1 and firewall it"
+                ),
+            ),
+            Ok(_) => {}
         }
     }
     if let Some(a) = &mc.default_bind_address {

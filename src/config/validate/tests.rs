@@ -727,6 +727,13 @@ fn mesh_config() {
             .any(|l| l.starts_with("spec.accessLogFile: not supported by meshgate")),
         "{w:?}"
     );
+    let w = warnings(&mc("  adminAddress: 0.0.0.0:15000"));
+    assert!(
+        w.iter()
+            .any(|l| l.starts_with("spec.adminAddress: 0.0.0.0:15000 is not a loopback address")),
+        "{w:?}"
+    );
+    assert!(warnings(&mc("  adminAddress: \"[::1]:15000\"")).is_empty());
     let e = errors(&mc("  adminAddress: localhost"));
     assert!(
         e.iter().any(|l| l.starts_with("spec.adminAddress: ")),
