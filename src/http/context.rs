@@ -6,7 +6,7 @@ pub use crate::telemetry::ResponseFlags;
 use crate::upstream::cluster::ClusterState;
 use pingora::http::RequestHeader;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A mirror copy waiting for the request body.
 pub struct PendingMirror {
@@ -14,6 +14,8 @@ pub struct PendingMirror {
     pub head: RequestHeader,
     pub authority: String,
     pub body: Vec<u8>,
+    /// The body's share of the process-wide cap on in-flight mirror bodies.
+    pub reserved: super::mirror::Reservation,
 }
 
 pub struct RequestContext {
@@ -30,6 +32,11 @@ pub struct RequestContext {
     /// An allowed CORS `Origin`, echoed on the response.
     pub cors_origin: Option<String>,
     pub mirror: Option<PendingMirror>,
+    /// MeshConfig `streamIdleTimeout`: the longest wait for the upstream's next bytes.
+    pub stream_idle_timeout: Option<Duration>,
+    /// The current try's wait for upstream bytes is the stream idle timeout (SI when it
+    /// runs out) rather than the route's or per-try timeout (UT).
+    pub idle_bounded: bool,
 }
 
 impl Default for RequestContext {
@@ -44,6 +51,8 @@ impl Default for RequestContext {
             flags: ResponseFlags::default(),
             cors_origin: None,
             mirror: None,
+            stream_idle_timeout: None,
+            idle_bounded: false,
         }
     }
 }

@@ -1,12 +1,14 @@
 //! Traffic mirroring (Istio `mirror` / `mirrors`): a copy of the request, body included,
 //! sent to another cluster through the upstream HTTP client and forgotten. The copy's
 //! Host carries Envoy's `-shadow` suffix; its answer is read and dropped; nothing it does
-//! reaches the client's request.
+//! reaches the client's request. The bodies of copies held in memory (while the client's
+//! body arrives, and until each copy is sent) share one process-wide cap.
 
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::Registry;
 use bytes::Bytes;
 use pingora::http::RequestHeader;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +17,87 @@ const MIRROR_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Bodies larger than this are not mirrored (the copy is held in memory until sent).
 pub const MAX_MIRROR_BODY: usize = 1024 * 1024;
+
+/// The most memory the bodies of in-flight mirror copies may hold, across the process.
+pub const MAX_IN_FLIGHT_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Mirror copies skipped because the bodies already in flight reached
+/// [`MAX_IN_FLIGHT_BODY_BYTES`] (one per mirror cluster of a request); read by metrics.
+pub static SKIPPED_OVER_CAP: AtomicU64 = AtomicU64::new(0);
+
+/// The process-wide budget of mirror body bytes.
+pub static BODY_BUDGET: Budget = Budget::new(MAX_IN_FLIGHT_BODY_BYTES);
+
+/// A cap on bytes held, shared by reservations that give their bytes back when dropped.
+pub struct Budget {
+    used: AtomicUsize,
+    cap: usize,
+}
+
+impl Budget {
+    pub const fn new(cap: usize) -> Budget {
+        Budget {
+            used: AtomicUsize::new(0),
+            cap,
+        }
+    }
+
+    /// An empty reservation, to grow as a body arrives.
+    pub fn reserve(&'static self) -> Reservation {
+        Reservation {
+            budget: self,
+            bytes: 0,
+        }
+    }
+
+    /// Bytes reserved now.
+    pub fn in_flight(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn take(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                u.checked_add(n).filter(|t| *t <= self.cap)
+            })
+            .is_ok()
+    }
+}
+
+/// Bytes taken from a [`Budget`], given back when dropped.
+pub struct Reservation {
+    budget: &'static Budget,
+    bytes: usize,
+}
+
+impl Reservation {
+    /// Takes `n` more bytes; `false` (nothing taken) when the budget cannot spare them.
+    pub fn grow(&mut self, n: usize) -> bool {
+        if n == 0 || self.budget.take(n) {
+            self.bytes += n;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Counts `copies` mirror copies skipped over the cap.
+pub fn skipped_over_cap(copies: usize) {
+    SKIPPED_OVER_CAP.fetch_add(copies as u64, Ordering::Relaxed);
+    log::debug!(
+        "mirror: {copies} cop(ies) skipped: in-flight mirror bodies at their {} MiB cap",
+        MAX_IN_FLIGHT_BODY_BYTES >> 20
+    );
+}
 
 /// `host[:port]` → `host-shadow[:port]`, as Envoy names a shadowed authority.
 pub fn shadow_host(authority: &str) -> String {
@@ -76,13 +159,15 @@ fn shadow_head(
 }
 
 /// Sends a copy of `head` + `body` to `cluster` in the background, through the
-/// upstream client (HTTP/1.1 or h2c as the cluster speaks, pooled connections).
+/// upstream client (HTTP/1.1 or h2c as the cluster speaks, pooled connections). The
+/// body's `reserved` bytes are given back when the last copy holding them is done.
 pub fn send(
     registry: Arc<Registry>,
     cluster: Arc<ClusterState>,
     head: &RequestHeader,
     authority: &str,
-    body: &[u8],
+    body: Bytes,
+    reserved: Option<Arc<Reservation>>,
 ) {
     let http2 = cluster.spec.policy.http2;
     let head = match shadow_head(head, &shadow_host(authority), body.len(), http2) {
@@ -92,7 +177,6 @@ pub fn send(
             return;
         }
     };
-    let body = Bytes::copy_from_slice(body);
     tokio::spawn(async move {
         if let Err(e) = registry
             .http_client
@@ -101,12 +185,35 @@ pub fn send(
         {
             log::debug!("mirror to {}: {e}", cluster.name());
         }
+        drop(reserved);
     });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_budget_caps_reservations_and_takes_back_on_drop() {
+        static B: Budget = Budget::new(100);
+        let mut a = B.reserve();
+        assert!(a.grow(60));
+        let mut b = B.reserve();
+        assert!(!b.grow(41), "over the cap");
+        assert!(b.grow(40));
+        assert_eq!(B.in_flight(), 100);
+        assert!(!a.grow(1));
+        drop(a);
+        assert_eq!(B.in_flight(), 40);
+        let shared = Arc::new(b);
+        let other = shared.clone();
+        drop(shared);
+        assert_eq!(B.in_flight(), 40, "held until the last copy is done");
+        drop(other);
+        assert_eq!(B.in_flight(), 0);
+        assert!(B.reserve().grow(100));
+        assert_eq!(B.in_flight(), 0);
+    }
 
     #[test]
     fn shadow_hosts() {

@@ -1,5 +1,7 @@
-//! The HTTP pipeline on Pingora's `ProxyHttp` hooks, in Envoy's order: route, CORS, fault,
-//! redirect / direct response, rewrite, header operations, mirror (`request_filter`);
+//! The HTTP pipeline on Pingora's `ProxyHttp` hooks, in Envoy's order: header limits and
+//! `headersWithUnderscoresAction` (Envoy's codec), path normalization and the gateway's
+//! own headers (the connection manager), then route, CORS, fault, redirect / direct
+//! response, rewrite, header operations, mirror (`request_filter`);
 //! endpoint choice with the route's timeout and per-try timeout (`upstream_peer`); attempt
 //! count (`upstream_request_filter`); retries on connect failure, reset or a retriable
 //! status (`fail_to_connect`, `error_while_proxy`, `upstream_response_filter`); response
@@ -13,9 +15,11 @@ mod forwarding;
 pub mod header_ops;
 pub mod local_reply;
 pub mod mirror;
+pub mod normalize;
 pub mod retry;
 mod rewrite;
 mod routing;
+mod sanitize;
 
 use routing::{authority_of, has_body};
 
@@ -38,10 +42,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Envoy's default limit on the total size of request headers (`max_request_headers_kb`).
-const MAX_REQUEST_HEADERS_BYTES: usize = 60 * 1024;
-/// Envoy's default limit on the number of request headers (`max_headers_count`).
-const MAX_REQUEST_HEADERS: usize = 100;
+/// Envoy's local-reply body when `streamIdleTimeout` runs out.
+const BODY_STREAM_TIMEOUT: &str = "stream timeout";
 
 pub struct GatewayProxy {
     /// The serving generation: snapshot and cluster states.
@@ -89,25 +91,40 @@ impl ProxyHttp for GatewayProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        let active = self.active.load_full();
+        let snap = &*active.snapshot;
+        let settings = &snap.downstream;
+        // `streamIdleTimeout` bounds each read of the client's body and each write of the
+        // answer (HTTP/1; Pingora's HTTP/2 server bounds writes only), and the wait for
+        // upstream bytes (`upstream_peer`).
+        ctx.stream_idle_timeout = Some(settings.stream_idle_timeout);
+        session.set_read_timeout(Some(settings.stream_idle_timeout));
+        session.set_write_timeout(Some(settings.stream_idle_timeout));
         let headers = &session.req_header().headers;
         let size: usize = headers
             .iter()
             .map(|(k, v)| k.as_str().len() + v.len())
             .sum();
-        if size > MAX_REQUEST_HEADERS_BYTES || headers.len() > MAX_REQUEST_HEADERS {
+        if size > settings.max_request_headers_bytes || headers.len() > settings.max_request_headers
+        {
             session.set_keepalive(None);
             local_reply(session, 431, b"").await?;
             return Ok(true);
         }
-        let active = self.active.load_full();
-        let snap = &*active.snapshot;
+        if !sanitize::underscores(session.req_header_mut(), settings.headers_with_underscores)
+            || !rewrite::normalize_path(session.req_header_mut(), settings.path_normalization)
+        {
+            session.set_keepalive(None);
+            local_reply(session, 400, b"").await?;
+            return Ok(true);
+        }
         let local = session
             .server_addr()
             .and_then(|a| a.as_inet().copied())
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         let tls = tls_connection::of(session).cloned();
         let scheme = if tls.is_some() { "https" } else { "http" };
-        forwarding::forwarding_headers(&self.rng, session, scheme, tls.as_deref())?;
+        forwarding::forwarding_headers(&self.rng, session, scheme, tls.as_deref(), settings)?;
 
         let chain = tls.as_ref().map(|t| &*t.chain);
         let decision = routing::decide(snap, local, chain, scheme, session.req_header());
@@ -151,6 +168,15 @@ impl ProxyHttp for GatewayProxy {
             .and_then(|id| active.cluster(id))
             .cloned();
         rewrite::apply(session.req_header_mut(), &route, ctx.destination, new_path)?;
+        // The headers the gateway set reach the upstream whatever `Connection:` names.
+        if session.req_header().headers.contains_key("connection") {
+            let route_sets: Vec<&str> = rewrite::headers_set(&route, ctx.destination).collect();
+            sanitize::protect_from_connection(session.req_header_mut(), |name| {
+                forwarding::GATEWAY_HEADERS.contains(&name)
+                    || matches!(name, "host" | "x-forwarded-host")
+                    || route_sets.contains(&name)
+            })?;
+        }
 
         let Some(cluster) = cluster else {
             ctx.flags.insert(ResponseFlags::NC);
@@ -177,23 +203,18 @@ impl ProxyHttp for GatewayProxy {
             .collect();
         if !mirrors.is_empty() {
             let req = session.req_header();
-            let pending = PendingMirror {
-                clusters: mirrors,
-                head: req.clone(),
-                authority: authority_of(req).to_string(),
-                body: Vec::new(),
-            };
             if has_body(req) {
-                ctx.mirror = Some(pending);
+                ctx.mirror = Some(PendingMirror {
+                    clusters: mirrors,
+                    head: req.clone(),
+                    authority: authority_of(req).to_string(),
+                    body: Vec::new(),
+                    reserved: mirror::BODY_BUDGET.reserve(),
+                });
             } else {
-                for c in pending.clusters {
-                    mirror::send(
-                        self.registry.clone(),
-                        c,
-                        &pending.head,
-                        &pending.authority,
-                        &[],
-                    );
+                let authority = authority_of(req);
+                for c in mirrors {
+                    mirror::send(self.registry.clone(), c, req, authority, Bytes::new(), None);
                 }
             }
         }
@@ -217,12 +238,27 @@ impl ProxyHttp for GatewayProxy {
                 ctx.mirror = None; // too large to mirror
                 return Ok(());
             }
+            if !m.reserved.grow(b.len()) {
+                mirror::skipped_over_cap(m.clusters.len());
+                ctx.mirror = None;
+                return Ok(());
+            }
             m.body.extend_from_slice(b);
         }
         if end_of_stream {
             if let Some(m) = ctx.mirror.take() {
+                // One copy of the body, shared by the clusters' requests.
+                let body = Bytes::from(m.body);
+                let reserved = Arc::new(m.reserved);
                 for c in m.clusters {
-                    mirror::send(self.registry.clone(), c, &m.head, &m.authority, &m.body);
+                    mirror::send(
+                        self.registry.clone(),
+                        c,
+                        &m.head,
+                        &m.authority,
+                        body.clone(),
+                        Some(reserved.clone()),
+                    );
                 }
             }
         }
@@ -252,7 +288,19 @@ impl ProxyHttp for GatewayProxy {
             .pick(&ctx.retry.tried)
             .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no healthy upstream"))?;
         match ctx.retry.begin(policy, ep.address, Instant::now()) {
-            Ok(wait) => Ok(Box::new(connect::http_peer(cluster, ep, wait))),
+            Ok(wait) => {
+                // The stream idle timeout bounds the wait too, when it is the shorter.
+                let idle = ctx.stream_idle_timeout;
+                let (read, idle_bounded) = match (wait, idle) {
+                    (Some(w), Some(i)) if i < w => (Some(i), true),
+                    (None, Some(i)) => (Some(i), true),
+                    (w, _) => (w, false),
+                };
+                ctx.idle_bounded = idle_bounded;
+                let mut peer = connect::http_peer(cluster, ep, read);
+                peer.options.write_timeout = idle;
+                Ok(Box::new(peer))
+            }
             Err(flags) => {
                 ctx.flags.insert(flags);
                 Err(Error::explain(ErrorType::ReadTimedout, "route timeout"))
@@ -362,6 +410,14 @@ impl ProxyHttp for GatewayProxy {
             return e;
         }
         let outcome = match e.etype() {
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                if ctx.idle_bounded && *e.esource() == ErrorSource::Upstream =>
+            {
+                // `streamIdleTimeout`: the stream is over, as in Envoy (no retry).
+                ctx.flags.insert(ResponseFlags::SI);
+                e.set_retry(false);
+                return e;
+            }
             ErrorType::ReadTimedout => retry::Outcome::TimedOut,
             _ if *e.esource() == ErrorSource::Upstream => retry::Outcome::Reset,
             _ => {
@@ -393,7 +449,22 @@ impl ProxyHttp for GatewayProxy {
     where
         Self::CTX: Send + Sync,
     {
-        let (code, body) = if ctx.flags.contains(ResponseFlags::UT)
+        let downstream_idle = *e.esource() == ErrorSource::Downstream
+            && matches!(
+                e.etype(),
+                ErrorType::ReadTimedout | ErrorType::WriteTimedout
+            );
+        if downstream_idle {
+            ctx.flags.insert(ResponseFlags::SI);
+        }
+        let (code, body) = if ctx.flags.contains(ResponseFlags::SI) {
+            // Envoy: 504 once the whole request arrived, else 408.
+            if session.as_mut().is_body_done() && !downstream_idle {
+                (504, BODY_STREAM_TIMEOUT)
+            } else {
+                (408, BODY_STREAM_TIMEOUT)
+            }
+        } else if ctx.flags.contains(ResponseFlags::UT)
             && matches!(e.etype(), ErrorType::ReadTimedout)
         {
             (504, BODY_TIMEOUT)
@@ -414,8 +485,9 @@ impl ProxyHttp for GatewayProxy {
                 },
             }
         };
-        if code > 0 {
-            // The client may be gone; nothing more to do then.
+        // Not after an answer has started, and the client may be gone: nothing more to
+        // do then.
+        if code > 0 && session.response_written().is_none() {
             let _ = local_reply(session, code, body.as_bytes()).await;
         }
         FailToProxy {

@@ -7,7 +7,9 @@ use crate::snapshot::matcher::RequestView;
 use crate::snapshot::route_policy::RedirectInput;
 use crate::snapshot::route_table::{Route, RouteAction};
 use crate::snapshot::Snapshot;
+use http::HeaderName;
 use pingora::http::RequestHeader;
+use std::cell::OnceCell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -56,7 +58,28 @@ pub(super) fn decide(
     req: &RequestHeader,
 ) -> Option<Decision> {
     let authority = authority_of(req);
-    let lookup = |name: &str| header(req, name);
+    // Header values are matched as the bytes they are, as Envoy does: any UTF-8 value as
+    // is, others decoded lossily, so a value with bytes that are not ASCII is present and
+    // never equals an ASCII exact match. (Treating it as absent would let such a value
+    // slip past a presence rule or `withoutHeaders`.)
+    let not_utf8: OnceCell<Vec<(&HeaderName, String)>> = OnceCell::new();
+    let lookup = |name: &str| {
+        let v = req.headers.get(name)?;
+        match std::str::from_utf8(v.as_bytes()) {
+            Ok(s) => Some(s),
+            Err(_) => not_utf8
+                .get_or_init(|| {
+                    req.headers
+                        .iter()
+                        .filter(|(_, v)| std::str::from_utf8(v.as_bytes()).is_err())
+                        .map(|(k, v)| (k, String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                        .collect()
+                })
+                .iter()
+                .find(|(k, _)| k.as_str() == name)
+                .map(|(_, s)| s.as_str()),
+        }
+    };
     let view = RequestView {
         path: req.uri.path(),
         path_and_query: req.uri.path_and_query().map_or("/", |p| p.as_str()),

@@ -26,6 +26,8 @@ impl ResponseFlags {
     pub const FI: ResponseFlags = ResponseFlags(1 << 8);
     /// Upstream reset (connection closed before a response).
     pub const UR: ResponseFlags = ResponseFlags(1 << 9);
+    /// Stream idle timeout (`streamIdleTimeout`): 504, or 408 while the request arrives.
+    pub const SI: ResponseFlags = ResponseFlags(1 << 10);
 
     pub fn insert(&mut self, f: ResponseFlags) {
         self.0 |= f.0;
@@ -48,6 +50,7 @@ impl ResponseFlags {
             (Self::DI, "DI"),
             (Self::FI, "FI"),
             (Self::UR, "UR"),
+            (Self::SI, "SI"),
         ];
         let s: Vec<&str> = names
             .iter()
