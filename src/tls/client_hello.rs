@@ -30,12 +30,30 @@ pub enum Parse {
 }
 
 /// Parses the start of a connection.
+///
+/// Linear in `buf.len()`, and the `need` of an `Incomplete` is the least the whole
+/// ClientHello can still occupy given the record headers and the handshake length read so
+/// far (the rest could come in full-size records), never more: a caller that re-peeks up to
+/// `need` makes O(log size) calls even when a client sends one byte per record, instead of
+/// one call per record.
 pub fn parse(buf: &[u8]) -> Parse {
     let mut pos = 0;
-    let mut handshake: Vec<u8> = Vec::new();
+    // Handshake bytes in the complete records before `pos`.
+    let mut payload = 0;
+    // The handshake message header (type and 24-bit length), as far as read.
+    let mut head = [0u8; 4];
+    let mut head_len = 0;
+    // The handshake message's length with its header, once known.
+    let mut total: Option<usize> = None;
     loop {
+        work(1);
+        let want = total.unwrap_or(4);
         if buf.len() < pos + 5 {
-            return Parse::Incomplete { need: pos + 5 };
+            if pos == 0 {
+                // The first byte decides TLS or not: ask for no more than a record header.
+                return Parse::Incomplete { need: 5 };
+            }
+            return incomplete(pos, want - payload);
         }
         let header = &buf[pos..pos + 5];
         if header[0] != 22 {
@@ -56,30 +74,80 @@ pub fn parse(buf: &[u8]) -> Parse {
         if end > MAX_CLIENT_HELLO {
             return Parse::Invalid("ClientHello too large");
         }
-        if buf.len() < end {
-            return Parse::Incomplete { need: end };
+        // The handshake header, from this record's bytes so far.
+        for &b in buf[pos + 5..end.min(buf.len())].iter().take(4 - head_len) {
+            head[head_len] = b;
+            head_len += 1;
         }
-        handshake.extend_from_slice(&buf[pos + 5..end]);
-        pos = end;
-        if handshake.len() < 4 {
-            continue;
-        }
-        if handshake[0] != 1 {
+        if total.is_none() && head_len >= 1 && head[0] != 1 {
             return Parse::Invalid("first handshake message is not a ClientHello");
         }
-        let mlen = usize::from(handshake[1]) << 16
-            | usize::from(handshake[2]) << 8
-            | usize::from(handshake[3]);
-        if 4 + mlen > MAX_CLIENT_HELLO {
-            return Parse::Invalid("ClientHello too large");
+        if total.is_none() && head_len == 4 {
+            let mlen =
+                usize::from(head[1]) << 16 | usize::from(head[2]) << 8 | usize::from(head[3]);
+            if 4 + mlen > MAX_CLIENT_HELLO {
+                return Parse::Invalid("ClientHello too large");
+            }
+            total = Some(4 + mlen);
         }
-        if handshake.len() >= 4 + mlen {
-            return match body(&handshake[4..4 + mlen]) {
+        let want = total.unwrap_or(4);
+        if buf.len() < end {
+            return incomplete(end, want.saturating_sub(payload + len));
+        }
+        payload += len;
+        pos = end;
+        if let Some(total) = total.filter(|&t| payload >= t) {
+            let message = reassemble(&buf[..pos], total);
+            return match body(&message[4..]) {
                 Some(hello) => Parse::Done(hello),
                 None => Parse::Invalid("malformed ClientHello"),
             };
         }
     }
+}
+
+/// `Incomplete` for a stream that needs `at` bytes and then `rest` more handshake bytes:
+/// those take at least `rest` bytes in full-size records, each with its 5-byte header.
+fn incomplete(at: usize, rest: usize) -> Parse {
+    let need = at + rest + 5 * rest.div_ceil(MAX_RECORD);
+    if need > MAX_CLIENT_HELLO {
+        return Parse::Invalid("ClientHello too large");
+    }
+    Parse::Incomplete { need }
+}
+
+/// The first `total` handshake bytes of `records` (complete records, headers checked);
+/// borrowed when the first record holds them all.
+fn reassemble(records: &[u8], total: usize) -> std::borrow::Cow<'_, [u8]> {
+    let first = usize::from(u16::from_be_bytes([records[3], records[4]]));
+    if first >= total {
+        work(total);
+        return std::borrow::Cow::Borrowed(&records[5..5 + total]);
+    }
+    let mut message = Vec::with_capacity(total);
+    let mut pos = 0;
+    while message.len() < total {
+        let len = usize::from(u16::from_be_bytes([records[pos + 3], records[pos + 4]]));
+        let data = &records[pos + 5..pos + 5 + len];
+        let take = data.len().min(total - message.len());
+        work(1 + take);
+        message.extend_from_slice(&data[..take]);
+        pos += 5 + len;
+    }
+    std::borrow::Cow::Owned(message)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Steps `parse` took on this thread (records visited, bytes copied): the tests' measure
+    /// of its cost.
+    static WORK: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[inline]
+fn work(_steps: usize) {
+    #[cfg(test)]
+    WORK.with(|w| w.set(w.get() + _steps));
 }
 
 /// A cursor over big-endian, length-prefixed fields; `None` on any overrun.
@@ -292,6 +360,85 @@ mod tests {
         let mut wire = vec![22, 3, 1, 0, 4, 1, 0x01, 0x18, 0x00];
         wire.truncate(9);
         assert!(matches!(parse(&wire), Parse::Invalid(_)));
+    }
+
+    /// The listener's loop (`read_client_hello`): peek up to `need`, starting at 5, and
+    /// re-parse. Returns the verdict, the number of calls and `parse`'s steps.
+    fn listener_loop(wire: &[u8]) -> (Parse, usize, usize) {
+        WORK.with(|w| w.set(0));
+        let (mut need, mut calls) = (5, 0);
+        let verdict = loop {
+            assert!(need <= wire.len(), "asked for {need} of {}", wire.len());
+            calls += 1;
+            match parse(&wire[..need]) {
+                Parse::Incomplete { need: n } => {
+                    assert!(n > need);
+                    need = n;
+                }
+                other => break other,
+            }
+        };
+        (verdict, calls, WORK.with(|w| w.get()))
+    }
+
+    /// A ClientHello message of exactly `len` bytes (a padding extension fills it up).
+    fn hello_of_len(len: usize) -> Vec<u8> {
+        let base = hello_message(&[sni_ext("big.example.com"), (21, vec![])]).len();
+        let msg = hello_message(&[sni_ext("big.example.com"), (21, vec![0; len - base])]);
+        assert_eq!(msg.len(), len);
+        msg
+    }
+
+    #[test]
+    fn one_byte_records_cost_is_linear() {
+        // The largest ClientHello that fits the cap in 1-byte records: 6 wire bytes each.
+        let wire = records(&hello_of_len(MAX_CLIENT_HELLO / 6 - 1), 1);
+        assert!(wire.len() > 60_000 && wire.len() <= MAX_CLIENT_HELLO);
+        let (verdict, calls, work) = listener_loop(&wire);
+        assert!(
+            matches!(&verdict, Parse::Done(h) if h.sni.as_deref() == Some("big.example.com")),
+            "{verdict:?}"
+        );
+        // Was two calls per record (21,842), each walking every record so far.
+        assert!(calls <= 64, "{calls} calls");
+        assert!(
+            work <= 16 * wire.len(),
+            "{work} steps for {} bytes",
+            wire.len()
+        );
+
+        // The same hello in one record: the header, then the record.
+        let (verdict, calls, work) = listener_loop(&records(&hello_of_len(10_000), 16384));
+        assert!(matches!(verdict, Parse::Done(_)));
+        assert_eq!(calls, 2);
+        assert!(work <= 10_000 + 10);
+    }
+
+    #[test]
+    fn need_is_a_lower_bound_across_record_sizes() {
+        // Never asks past the end of a hello, whatever its record sizes; few calls.
+        for chunk in [1, 2, 3, 5, 100, 1000, 16383, 16384] {
+            for len in [80, 300, 5000, 10_000] {
+                let wire = records(&hello_of_len(len), chunk);
+                let (verdict, calls, _) = listener_loop(&wire);
+                assert!(
+                    matches!(verdict, Parse::Done(_)),
+                    "{chunk} {len}: {verdict:?}"
+                );
+                assert!(calls <= 64, "{chunk} {len}: {calls} calls");
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_hello_in_small_records_is_refused_early() {
+        // 30,000 bytes in 1-byte records would take 180,000 on the wire: refused as soon as
+        // the records read leave more to come than the cap has room for, in few calls.
+        let msg = hello_of_len(30_000);
+        let wire = records(&msg, 1);
+        let (verdict, calls, _) = listener_loop(&wire[..MAX_CLIENT_HELLO]);
+        assert!(matches!(verdict, Parse::Invalid(_)), "{verdict:?}");
+        assert!(calls <= 64, "{calls} calls");
     }
 
     mod props {
