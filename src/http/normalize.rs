@@ -421,4 +421,46 @@ mod tests {
             assert_eq!(n(input, DecodeAndMergeSlashes), want, "{input}");
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// For any path: no panic; a normalized path is rooted, has no `.`/`..` segment
+        /// left (so no prefix can be escaped), no `\\`, and normalizing again changes
+        /// nothing.
+        #[test]
+        fn normalization_is_safe_and_idempotent(
+            segs in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::string::string_regex("[a-z]{0,3}").unwrap(),
+                    proptest::strategy::Just(".".to_string()),
+                    proptest::strategy::Just("..".to_string()),
+                    proptest::strategy::Just("%2e%2E".to_string()),
+                    proptest::strategy::Just("%2F".to_string()),
+                    proptest::strategy::Just("\\".to_string()),
+                    proptest::strategy::Just("".to_string()),
+                    proptest::string::string_regex("%[0-9a-fA-F]{0,2}").unwrap(),
+                    proptest::string::string_regex("[\\x01-\\xff]{0,2}").unwrap(),
+                ],
+                0..8,
+            ),
+            mode in proptest::prop_oneof![
+                proptest::strategy::Just(Base),
+                proptest::strategy::Just(MergeSlashes),
+                proptest::strategy::Just(DecodeAndMergeSlashes),
+            ],
+        ) {
+            let path = format!("/{}", segs.join("/"));
+            if let Ok(once) = normalize(path.as_bytes(), mode) {
+                let once = once.unwrap_or_else(|| path.clone().into_bytes());
+                proptest::prop_assert!(once.starts_with(b"/"));
+                proptest::prop_assert!(!once.contains(&b'\\'));
+                for seg in once.split(|b| *b == b'/') {
+                    proptest::prop_assert!(seg != b"." && seg != b"..", "{:?}", String::from_utf8_lossy(&once));
+                }
+                let twice = normalize(&once, mode).unwrap();
+                proptest::prop_assert!(twice.is_none(), "{:?} -> {:?}", String::from_utf8_lossy(&once), twice.map(|t| String::from_utf8_lossy(&t).into_owned()));
+            }
+        }
+    }
 }
