@@ -10,6 +10,7 @@ use super::registry::{
 };
 use super::resource::Resource;
 use super::Config;
+use std::collections::{BTreeMap, HashMap};
 
 pub const REFERENCED_RESOURCE_NOT_FOUND: &str = "ReferencedResourceNotFound";
 pub const HOST_NOT_FOUND_IN_GATEWAY: &str = "VirtualServiceHostNotFoundInGateway";
@@ -19,6 +20,8 @@ pub const DUPLICATE_CERTIFICATE: &str = "GatewayDuplicateCertificate";
 pub const INGRESS_ROUTE_RULES_NOT_AFFECTED: &str = "IngressRouteRulesNotAffected";
 /// Istio's IST0161: a Gateway server's credential is missing or unusable.
 pub const INVALID_GATEWAY_CREDENTIAL: &str = "InvalidGatewayCredential";
+/// meshgate's own: a Gateway server's private key file is readable by group or others.
+pub const PRIVATE_KEY_READABLE: &str = "PrivateKeyReadable";
 /// meshgate's own: a VirtualService bound only to `mesh`, which a gateway never serves.
 pub const NOT_BOUND_TO_GATEWAY: &str = "VirtualServiceNotBoundToGateway";
 
@@ -49,12 +52,33 @@ pub fn analyze(c: &Config, labels: &[(String, String)]) -> Vec<Diagnostic> {
     conflicting_gateways(&gateways, labels, &mut out);
     duplicate_certificates(&gateways, &mut out);
     gateway_credentials(c, &gateways, &mut out);
+    // Look-ups by name and by host, built once: analysis stays linear in the resources.
+    let mut gateways_by_name: HashMap<(&str, &str), (&Resource, &GatewaySpec)> = HashMap::new();
+    for &(r, g) in &gateways {
+        gateways_by_name
+            .entry((r.namespace.as_str(), r.name.as_str()))
+            .or_insert((r, g));
+    }
+    let services = skipped_services(c);
     for (r, vs) in &vss {
-        gateway_references(r, vs, &gateways, &mut out);
-        destinations(c, r, vs, &mut out);
+        gateway_references(r, vs, &gateways_by_name, &mut out);
+        destinations(c, &services, r, vs, &mut out);
     }
     ingress_rules_not_affected(&vss, &mut out);
     out
+}
+
+/// Skipped Kubernetes Services by their `name.namespace.svc.cluster.local` → position in
+/// `skipped` (the first of a name).
+fn skipped_services(c: &Config) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for (i, s) in c.skipped.iter().enumerate() {
+        if s.kind == "Service" {
+            m.entry(format!("{}.{}.svc.cluster.local", s.name, s.namespace))
+                .or_insert(i);
+        }
+    }
+    m
 }
 
 fn warn(r: &Resource, field: &str, msg: String, code: &'static str) -> Diagnostic {
@@ -77,9 +101,8 @@ fn gateway_credentials(c: &Config, gws: &[(&Resource, &GatewaySpec)], out: &mut 
             if !matches!(proto.as_deref(), Some("HTTPS" | "TLS")) || !terminates(tls.mode) {
                 continue;
             }
-            if let Err(e) =
-                credential_files(&tls, base, dir.as_deref()).and_then(|f| load(&f).map(drop))
-            {
+            let files = credential_files(&tls, base, dir.as_deref());
+            if let Err(e) = files.as_ref().map_err(Clone::clone).and_then(load) {
                 out.push(warn(
                     r,
                     &format!("spec.servers[{i}].tls.{}", e.field),
@@ -87,8 +110,55 @@ fn gateway_credentials(c: &Config, gws: &[(&Resource, &GatewaySpec)], out: &mut 
                     INVALID_GATEWAY_CREDENTIAL,
                 ));
             }
+            if let Ok(files) = &files {
+                key_permissions(r, i, files, out);
+            }
         }
     }
+}
+
+/// A private key file others than its owner may read (mode & 0o044): served all the
+/// same, but anyone on the machine in its group (or anyone at all) can impersonate the
+/// server.
+fn key_permissions(
+    r: &Resource,
+    i: usize,
+    files: &crate::tls::credentials::CredentialFiles,
+    out: &mut Vec<Diagnostic>,
+) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(&files.key) else {
+            return; // missing or unreadable: InvalidGatewayCredential says so
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o044 == 0 {
+            return;
+        }
+        let field = if files.field == "credentialName" {
+            "credentialName"
+        } else {
+            "privateKey"
+        };
+        let who = match (mode & 0o040 != 0, mode & 0o004 != 0) {
+            (true, true) => "its group and all users",
+            (true, false) => "its group",
+            _ => "all users",
+        };
+        out.push(warn(
+            r,
+            &format!("spec.servers[{i}].tls.{field}"),
+            format!(
+                "private key {} (from tls.{field}) is readable by {who} (mode {mode:04o}); \
+                 make it readable by its owner only (chmod 600)",
+                files.key.display()
+            ),
+            PRIVATE_KEY_READABLE,
+        ));
+    }
+    #[cfg(not(unix))]
+    let _ = (r, i, files, out);
 }
 
 fn labels_string(l: &[(String, String)]) -> String {
@@ -119,43 +189,112 @@ fn gateway_selectors(
     }
 }
 
+/// The hosts of the Gateway servers on one (port, bind), for overlap look-ups without
+/// comparing every pair of Gateways.
+#[derive(Default)]
+struct PortHosts {
+    /// Exact hosts (lower case), reversed → Gateways (positions).
+    exact: BTreeMap<String, Vec<usize>>,
+    /// Wildcard hosts `*S`: S (lower case) reversed → Gateways.
+    wildcard: BTreeMap<String, Vec<usize>>,
+}
+
+fn reversed(s: &str) -> String {
+    s.chars().rev().collect()
+}
+
+impl PortHosts {
+    fn insert(&mut self, host: &str, gateway: usize) {
+        let host = host.to_ascii_lowercase();
+        let (map, key) = match host.strip_prefix('*') {
+            Some(suffix) => (&mut self.wildcard, reversed(suffix)),
+            None => (&mut self.exact, reversed(&host)),
+        };
+        let list = map.entry(key).or_default();
+        if list.last() != Some(&gateway) {
+            list.push(gateway);
+        }
+    }
+
+    /// Adds to `out` the Gateways with a host overlapping `host` (Istio
+    /// `host.Name.Matches`, as [`host::hosts_overlap`]).
+    fn overlapping(&self, host: &str, out: &mut Vec<usize>) {
+        let host = host.to_ascii_lowercase();
+        // Hosts ending with `s`: keys starting with `s` reversed.
+        let ending_with = |map: &BTreeMap<String, Vec<usize>>, s: &str, out: &mut Vec<usize>| {
+            let prefix = reversed(s);
+            for (_, list) in map
+                .range(prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(&prefix))
+            {
+                out.extend(list);
+            }
+        };
+        // Wildcards whose suffix ends `s`: one look-up per suffix of `s`.
+        let suffixes_of = |s: &str, out: &mut Vec<usize>| {
+            for i in s.char_indices().map(|(i, _)| i).chain([s.len()]) {
+                if let Some(list) = self.wildcard.get(&reversed(&s[i..])) {
+                    out.extend(list);
+                }
+            }
+        };
+        match host.strip_prefix('*') {
+            Some(suffix) => {
+                ending_with(&self.exact, suffix, out);
+                ending_with(&self.wildcard, suffix, out);
+                suffixes_of(suffix, out);
+            }
+            None => {
+                if let Some(list) = self.exact.get(&reversed(&host)) {
+                    out.extend(list);
+                }
+                suffixes_of(&host, out);
+            }
+        }
+    }
+}
+
 /// Two Gateways on the same instance and port claiming the same host (Istio
-/// `ConflictingGatewayAnalyzer`): only one of them can win.
+/// `ConflictingGatewayAnalyzer`): only one of them can win. Servers are indexed by port,
+/// bind and host, so only the Gateways that clash are compared.
 fn conflicting_gateways(
     gws: &[(&Resource, &GatewaySpec)],
     labels: &[(String, String)],
     out: &mut Vec<Diagnostic>,
 ) {
+    let mut ports: HashMap<(u32, Option<&str>), PortHosts> = HashMap::new();
+    for (j, (_, g2)) in gws.iter().enumerate() {
+        for s2 in &g2.servers {
+            let Some(p2) = &s2.port else { continue };
+            let hosts = ports.entry((p2.number, s2.bind.as_deref())).or_default();
+            for h2 in &s2.hosts {
+                hosts.insert(host::split_namespace_host(h2).1, j);
+            }
+        }
+    }
     for (i, (r, g)) in gws.iter().enumerate() {
         for (si, s) in g.servers.iter().enumerate() {
             let Some(port) = &s.port else { continue };
-            let mut others: Vec<String> = Vec::new();
-            for (j, (r2, g2)) in gws.iter().enumerate() {
-                if i == j {
-                    continue;
-                }
-                let same_instance = g.selector == g2.selector
-                    || (selector_matches(&g.selector, labels)
-                        && selector_matches(&g2.selector, labels));
-                if !same_instance {
-                    continue;
-                }
-                let clash = g2.servers.iter().any(|s2| {
-                    s2.port.as_ref().is_some_and(|p2| p2.number == port.number)
-                        && s2.bind == s.bind
-                        && s.hosts.iter().any(|h| {
-                            s2.hosts.iter().any(|h2| {
-                                host::hosts_overlap(
-                                    host::split_namespace_host(h).1,
-                                    host::split_namespace_host(h2).1,
-                                )
-                            })
-                        })
-                });
-                if clash {
-                    others.push(format!("{}/{}", r2.namespace, r2.name));
-                }
+            let Some(hosts) = ports.get(&(port.number, s.bind.as_deref())) else {
+                continue;
+            };
+            let mut clashing = Vec::new();
+            for h in &s.hosts {
+                hosts.overlapping(host::split_namespace_host(h).1, &mut clashing);
             }
+            clashing.sort_unstable();
+            clashing.dedup();
+            let mut others: Vec<String> = clashing
+                .into_iter()
+                .filter(|&j| j != i)
+                .filter(|&j| {
+                    let g2 = gws[j].1;
+                    g.selector == g2.selector
+                        || (selector_matches(&g.selector, labels)
+                            && selector_matches(&g2.selector, labels))
+                })
+                .map(|j| format!("{}/{}", gws[j].0.namespace, gws[j].0.name))
+                .collect();
             if !others.is_empty() {
                 others.sort();
                 out.push(warn(
@@ -172,6 +311,31 @@ fn conflicting_gateways(
             }
         }
     }
+}
+
+/// What makes two servers' certificates the same ([`same_certificate`]): the
+/// `credentialName` (`true`), else the certificate and key files.
+fn certificate_key(t: &ServerTlsSettings) -> Option<(bool, &str, &str)> {
+    fn nonempty(o: &Option<String>) -> Option<&str> {
+        o.as_deref().filter(|s| !s.is_empty())
+    }
+    match nonempty(&t.credential_name) {
+        Some(name) => Some((true, name, "")),
+        None => Some((
+            false,
+            nonempty(&t.server_certificate)?,
+            nonempty(&t.private_key)?,
+        )),
+    }
+}
+
+/// The certificate keys of a Gateway's servers.
+fn certificate_keys(g: &GatewaySpec) -> Vec<(bool, &str, &str)> {
+    g.servers
+        .iter()
+        .filter_map(|s| s.tls.as_ref())
+        .filter_map(certificate_key)
+        .collect()
 }
 
 fn same_certificate(a: &ServerTlsSettings, b: &ServerTlsSettings) -> bool {
@@ -192,31 +356,42 @@ fn same_certificate(a: &ServerTlsSettings, b: &ServerTlsSettings) -> bool {
 }
 
 /// The same certificate on servers of two Gateways of one workload (Istio
-/// `CertificateAnalyzer`): a client may be routed by the wrong Gateway's hosts.
+/// `CertificateAnalyzer`): a client may be routed by the wrong Gateway's hosts. Servers
+/// are grouped by certificate, so only Gateways sharing one are compared.
 fn duplicate_certificates(gws: &[(&Resource, &GatewaySpec)], out: &mut Vec<Diagnostic>) {
+    // (is a credentialName, name or certificate, key) → Gateways (positions).
+    let mut by_certificate: HashMap<(bool, &str, &str), Vec<usize>> = HashMap::new();
+    for (j, (_, g2)) in gws.iter().enumerate() {
+        for key in certificate_keys(g2) {
+            let list = by_certificate.entry(key).or_default();
+            if list.last() != Some(&j) {
+                list.push(j);
+            }
+        }
+    }
     for (i, (r, g)) in gws.iter().enumerate() {
-        for (j, (r2, g2)) in gws.iter().enumerate() {
-            if i == j || !selector_subset(&g.selector, &g2.selector) {
-                continue;
-            }
-            let dup = g.servers.iter().any(|s| {
-                g2.servers.iter().any(|s2| match (&s.tls, &s2.tls) {
-                    (Some(a), Some(b)) => same_certificate(a, b),
-                    _ => false,
-                })
-            });
-            if dup {
-                out.push(warn(
-                    r,
-                    "metadata.name",
-                    format!(
-                        "multiple gateways on the same workload ({}/{}, {}/{}) use the same certificate; \
-                         a connection may be served by either Gateway's routes (HTTP/2 connection reuse)",
-                        r.namespace, r.name, r2.namespace, r2.name
-                    ),
-                    DUPLICATE_CERTIFICATE,
-                ));
-            }
+        let mut sharing: Vec<usize> = certificate_keys(g)
+            .into_iter()
+            .flat_map(|k| by_certificate.get(&k).into_iter().flatten().copied())
+            .filter(|&j| j != i && selector_subset(&g.selector, &gws[j].1.selector))
+            .collect();
+        sharing.sort_unstable();
+        sharing.dedup();
+        for j in sharing {
+            let r2 = gws[j].0;
+            debug_assert!(gws[j].1.servers.iter().any(|s2| g.servers.iter().any(
+                |s| matches!((&s.tls, &s2.tls), (Some(a), Some(b)) if same_certificate(a, b))
+            )));
+            out.push(warn(
+                r,
+                "metadata.name",
+                format!(
+                    "multiple gateways on the same workload ({}/{}, {}/{}) use the same certificate; \
+                     a connection may be served by either Gateway's routes (HTTP/2 connection reuse)",
+                    r.namespace, r.name, r2.namespace, r2.name
+                ),
+                DUPLICATE_CERTIFICATE,
+            ));
         }
     }
 }
@@ -230,7 +405,7 @@ fn selector_subset(x: &OrderedMap<String>, y: &OrderedMap<String>) -> bool {
 fn gateway_references(
     r: &Resource,
     vs: &VirtualServiceSpec,
-    gws: &[(&Resource, &GatewaySpec)],
+    gws: &HashMap<(&str, &str), (&Resource, &GatewaySpec)>,
     out: &mut Vec<Diagnostic>,
 ) {
     if vs.gateways.is_empty() || vs.gateways.iter().all(|g| g == "mesh") {
@@ -250,9 +425,7 @@ fn gateway_references(
         }
         let (ns, name) = gateway_ref(&r.namespace, g);
         let field = format!("spec.gateways[{i}]");
-        let found = gws
-            .iter()
-            .find(|(gr, _)| gr.namespace == ns && gr.name == name);
+        let found = gws.get(&(ns, name));
         if found.is_none() {
             out.push(warn(
                 r,
@@ -323,7 +496,13 @@ fn all_destinations(vs: &VirtualServiceSpec) -> Vec<(String, &Destination, bool)
 
 /// Istio `DestinationHostAnalyzer` and `DestinationRuleAnalyzer`: hosts nothing registers,
 /// ports a ServiceEntry lacks, and subsets no DestinationRule defines (the classic 503).
-fn destinations(c: &Config, r: &Resource, vs: &VirtualServiceSpec, out: &mut Vec<Diagnostic>) {
+fn destinations(
+    c: &Config,
+    services: &HashMap<String, usize>,
+    r: &Resource,
+    vs: &VirtualServiceSpec,
+    out: &mut Vec<Diagnostic>,
+) {
     for (path, d, mirror) in all_destinations(vs) {
         if d.host.is_empty() {
             continue;
@@ -331,10 +510,11 @@ fn destinations(c: &Config, r: &Resource, vs: &VirtualServiceSpec, out: &mut Vec
         let what = if mirror { "mirror host" } else { "host" };
         match find_service_entry(c, &d.host, &r.namespace) {
             None => {
-                let k8s = c.skipped.iter().find(|s| {
-                    s.kind == "Service"
-                        && host_forms(&d.host, &r.namespace).contains(&format!("{}.{}.svc.cluster.local", s.name, s.namespace))
-                });
+                let k8s = host_forms(&d.host, &r.namespace)
+                    .iter()
+                    .filter_map(|f| services.get(f))
+                    .min()
+                    .map(|&i| &c.skipped[i]);
                 let hint = match k8s {
                     Some(s) => format!(
                         "; Kubernetes Service {}/{} is not read by meshgate, register it with a ServiceEntry",
@@ -391,6 +571,23 @@ fn destinations(c: &Config, r: &Resource, vs: &VirtualServiceSpec, out: &mut Vec
 /// another VirtualService splits X by subsets; those subset rules do not apply to traffic
 /// the gateway sends straight to X.
 fn ingress_rules_not_affected(vss: &[(&Resource, &VirtualServiceSpec)], out: &mut Vec<Diagnostic>) {
+    // Host → the VirtualServices (positions in `vss`) that split it by subsets: one of
+    // their own hosts routed to with a subset.
+    let mut splitters: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (k, (_, vs2)) in vss.iter().enumerate() {
+        for rd2 in vs2.http.iter().flat_map(|h2| h2.route.iter()) {
+            let Some(d2) = &rd2.destination else { continue };
+            if d2.subset.as_deref().is_some_and(|s| !s.is_empty()) && vs2.hosts.contains(&d2.host) {
+                let list = splitters.entry(d2.host.as_str()).or_default();
+                if list.last() != Some(&k) {
+                    list.push(k);
+                }
+            }
+        }
+    }
+    if splitters.is_empty() {
+        return;
+    }
     for (r, vs) in vss {
         if vs.gateways.is_empty() {
             continue;
@@ -401,25 +598,17 @@ fn ingress_rules_not_affected(vss: &[(&Resource, &VirtualServiceSpec)], out: &mu
                 if d.subset.as_deref().is_some_and(|s| !s.is_empty()) {
                     continue;
                 }
-                for (r2, vs2) in vss {
-                    let splits = vs2.http.iter().flat_map(|h2| h2.route.iter()).any(|rd2| {
-                        rd2.destination.as_ref().is_some_and(|d2| {
-                            d2.subset.as_deref().is_some_and(|s| !s.is_empty())
-                                && d2.host == d.host
-                                && vs2.hosts.contains(&d2.host)
-                        })
-                    });
-                    if splits {
-                        out.push(warn(
-                            r,
-                            &format!("spec.http[{i}].route[{j}].destination.host"),
-                            format!(
-                                "the subset routes of VirtualService {}/{} for {:?} do not apply to traffic this gateway route sends to it",
-                                r2.namespace, r2.name, d.host
-                            ),
-                            INGRESS_ROUTE_RULES_NOT_AFFECTED,
-                        ));
-                    }
+                for &k in splitters.get(d.host.as_str()).into_iter().flatten() {
+                    let r2 = vss[k].0;
+                    out.push(warn(
+                        r,
+                        &format!("spec.http[{i}].route[{j}].destination.host"),
+                        format!(
+                            "the subset routes of VirtualService {}/{} for {:?} do not apply to traffic this gateway route sends to it",
+                            r2.namespace, r2.name, d.host
+                        ),
+                        INGRESS_ROUTE_RULES_NOT_AFFECTED,
+                    ));
                 }
             }
         }
@@ -428,7 +617,8 @@ fn ingress_rules_not_affected(vss: &[(&Resource, &VirtualServiceSpec)], out: &mu
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{check, loader, Severity};
+    use crate::config::model::GatewaySpec;
+    use crate::config::{check, loader, Resource, Severity};
     use std::path::Path;
 
     const SE: &str = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  hosts: [reviews.bookinfo.svc.cluster.local]\n  ports: [{number: 9080, name: http, protocol: HTTP}, {number: 9443, name: https, protocol: HTTPS}]\n  resolution: STATIC\n  endpoints: [{address: 127.0.0.1}]\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n  host: reviews\n  subsets: [{name: v1, labels: {version: v1}}]\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: bookinfo}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"*\"]\n";
@@ -487,6 +677,142 @@ mod tests {
             warnings("{host: ratings, port: {number: 1}}"),
             vec![("ReferencedResourceNotFound".into(), format!("{f}.host"))]
         );
+    }
+
+    /// The pairwise comparisons the indexed analyzers replace.
+    fn pairwise(gws: &[(&Resource, &GatewaySpec)], labels: &[(String, String)]) -> Vec<String> {
+        use super::*;
+        let mut out = Vec::new();
+        for (i, (r, g)) in gws.iter().enumerate() {
+            for (si, s) in g.servers.iter().enumerate() {
+                let Some(port) = &s.port else { continue };
+                let mut others = Vec::new();
+                for (j, (r2, g2)) in gws.iter().enumerate() {
+                    let same_instance = g.selector == g2.selector
+                        || (selector_matches(&g.selector, labels)
+                            && selector_matches(&g2.selector, labels));
+                    let clash = g2.servers.iter().any(|s2| {
+                        s2.port.as_ref().is_some_and(|p2| p2.number == port.number)
+                            && s2.bind == s.bind
+                            && s.hosts.iter().any(|h| {
+                                s2.hosts.iter().any(|h2| {
+                                    host::hosts_overlap(
+                                        host::split_namespace_host(h).1,
+                                        host::split_namespace_host(h2).1,
+                                    )
+                                })
+                            })
+                    });
+                    if i != j && same_instance && clash {
+                        others.push(format!("{}/{}", r2.namespace, r2.name));
+                    }
+                }
+                if !others.is_empty() {
+                    others.sort();
+                    out.push(format!(
+                        "{}/{} {si}: {}",
+                        r.namespace,
+                        r.name,
+                        others.join(",")
+                    ));
+                }
+            }
+        }
+        for (i, (r, g)) in gws.iter().enumerate() {
+            for (j, (r2, g2)) in gws.iter().enumerate() {
+                let dup = g.servers.iter().any(|s| {
+                    g2.servers.iter().any(|s2| match (&s.tls, &s2.tls) {
+                        (Some(a), Some(b)) => same_certificate(a, b),
+                        _ => false,
+                    })
+                });
+                if i != j && selector_subset(&g.selector, &g2.selector) && dup {
+                    out.push(format!(
+                        "{}/{} cert {}/{}",
+                        r.namespace, r.name, r2.namespace, r2.name
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn indexed_gateway_analyzers_find_what_pairwise_comparison_finds() {
+        use super::*;
+        let servers = [
+            "[{port: {number: 80, name: h, protocol: HTTP}, hosts: [\"*\"]}]",
+            "[{port: {number: 80, name: h, protocol: HTTP}, hosts: [\"a/*.example.com\", b.org]}]",
+            "[{port: {number: 80, name: h, protocol: HTTP}, hosts: [www.example.com]}]",
+            "[{port: {number: 80, name: h, protocol: HTTP}, hosts: [\"*.api.example.com\"]}]",
+            "[{port: {number: 81, name: h, protocol: HTTP}, hosts: [WWW.example.com]}]",
+            "[{port: {number: 80, name: h, protocol: HTTP}, bind: 127.0.0.1, hosts: [\"*\"]}]",
+            "[{port: {number: 443, name: s, protocol: HTTPS}, hosts: [x.example.com], tls: {mode: SIMPLE, credentialName: c}}]",
+            "[{port: {number: 443, name: s, protocol: HTTPS}, hosts: [\"*.org\"], tls: {mode: SIMPLE, credentialName: c}}]",
+            "[{port: {number: 443, name: s, protocol: HTTPS}, hosts: [y.example.com], tls: {mode: SIMPLE, serverCertificate: /a, privateKey: /k}}]",
+            "[{port: {number: 443, name: s, protocol: HTTPS}, hosts: [z.example.com], tls: {mode: SIMPLE, serverCertificate: /a, privateKey: /k}}, {port: {number: 80, name: h, protocol: HTTP}, hosts: [\"*.com\"]}]",
+        ];
+        let selectors = [
+            "{istio: ingressgateway}",
+            "{app: other}",
+            "{istio: ingressgateway, x: y}",
+        ];
+        let mut yaml = String::new();
+        for (i, srv) in servers.iter().enumerate() {
+            for (k, sel) in selectors.iter().enumerate().take(1 + i % 3) {
+                yaml.push_str(&format!(
+                    "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: g{i}-{k}, namespace: n{}}}\nspec:\n  selector: {sel}\n  servers: {srv}\n",
+                    i % 2
+                ));
+            }
+        }
+        let mut loaded = loader::Loaded::default();
+        loader::load_text(Path::new("g.yaml"), &yaml, &mut loaded);
+        let config = check(loaded, &[]).config;
+        let gws: Vec<(&Resource, &GatewaySpec)> = config
+            .resources
+            .iter()
+            .chain(config.invalid.iter())
+            .filter_map(|r| match &r.spec {
+                Spec::Gateway(g) => Some((r, g)),
+                _ => None,
+            })
+            .collect();
+        assert!(gws.len() > 15);
+        let labels = vec![("istio".to_string(), "ingressgateway".to_string())];
+        let mut diags = Vec::new();
+        conflicting_gateways(&gws, &labels, &mut diags);
+        duplicate_certificates(&gws, &mut diags);
+        let got: Vec<String> = diags
+            .iter()
+            .map(|d| {
+                let (ns, name) = d
+                    .resource
+                    .as_deref()
+                    .unwrap()
+                    .split_once(' ')
+                    .unwrap()
+                    .1
+                    .split_once('/')
+                    .unwrap();
+                if d.code == Some(CONFLICTING_GATEWAYS) {
+                    let si = d
+                        .field
+                        .as_deref()
+                        .unwrap()
+                        .trim_start_matches("spec.servers[")
+                        .trim_end_matches(']');
+                    let others = d.message.split(' ').nth(3).unwrap();
+                    format!("{ns}/{name} {si}: {others}")
+                } else {
+                    let pair = d.message.split(['(', ')']).nth(1).unwrap();
+                    format!("{ns}/{name} cert {}", pair.split(", ").nth(1).unwrap())
+                }
+            })
+            .collect();
+        let want = pairwise(&gws, &labels);
+        assert!(want.len() > 10, "{want:#?}");
+        assert_eq!(got, want);
     }
 
     #[test]

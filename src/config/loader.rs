@@ -3,7 +3,7 @@
 //! reported, other kinds skipped with a notice. Never panics on any input.
 
 use super::diagnostic::{Diagnostic, Severity};
-use super::locate::LineIndex;
+use super::locate::LazyLineIndex;
 use super::model::*;
 use super::resource::{Resource, Skipped, Source};
 use super::unsupported;
@@ -149,6 +149,18 @@ fn file_error(file: &Path, line: Option<usize>, message: impl Into<String>) -> D
     }
 }
 
+/// The largest configuration file read (bytes); a larger one is refused unread.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// The largest YAML document (bytes), about five times the 1.5 MiB Kubernetes allows
+/// one object; a larger one is refused unparsed.
+pub const MAX_DOCUMENT_BYTES: usize = 8 << 20;
+
+/// The nodes alias references (`*name`) may add to one document when expanded. A
+/// "billion laughs" document (anchors of aliases of anchors) is refused before it is
+/// expanded; a document with a few aliases adds a few nodes.
+pub const MAX_ALIAS_NODES: u64 = 100_000;
+
 /// Loads every path; problems are returned as diagnostics, never as panics.
 pub fn load(paths: &[PathBuf]) -> Loaded {
     let mut loaded = Loaded::default();
@@ -156,32 +168,177 @@ pub fn load(paths: &[PathBuf]) -> Loaded {
     for p in paths {
         files.extend(expand_path(p, &mut loaded.diagnostics));
     }
-    for f in files {
-        match std::fs::read(&f) {
+    // Files are read and split in order; their documents are parsed in parallel and
+    // collected in order again.
+    let mut jobs: Vec<Job> = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        match read_capped(f) {
             Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => load_text(&f, &text, &mut loaded),
-                Err(_) => loaded
-                    .diagnostics
-                    .push(file_error(&f, None, "not UTF-8 text")),
+                Ok(text) => jobs.extend(file_documents(&text).map(|d| Job::Document(i, d))),
+                Err(_) => jobs.push(Job::Failed(file_error(f, None, "not UTF-8 text"))),
             },
-            Err(e) => loaded
-                .diagnostics
-                .push(file_error(&f, None, format!("cannot read: {e}"))),
+            Err(msg) => jobs.push(Job::Failed(file_error(f, None, msg))),
         }
     }
+    load_jobs(&files, jobs, &mut loaded);
     loaded
+}
+
+/// A unit of loading: a document of `files[i]`, or a file that could not be read.
+enum Job {
+    Document(usize, DocText),
+    Failed(Diagnostic),
+}
+
+/// Runs the jobs (in parallel) and appends what they read to `loaded`, in job order.
+fn load_jobs(files: &[PathBuf], jobs: Vec<Job>, loaded: &mut Loaded) {
+    let parts = super::parallel::map(jobs, |job| {
+        let mut part = Loaded::default();
+        match job {
+            Job::Document(i, doc) => load_document(&files[i], doc, &mut part),
+            Job::Failed(d) => part.diagnostics.push(d),
+        }
+        part
+    });
+    loaded
+        .resources
+        .reserve(parts.iter().map(|p| p.resources.len()).sum());
+    for part in parts {
+        loaded.resources.extend(part.resources);
+        loaded.skipped.extend(part.skipped);
+        loaded.diagnostics.extend(part.diagnostics);
+    }
+}
+
+/// The documents of one file's text (a leading byte-order mark dropped).
+fn file_documents(text: &str) -> impl Iterator<Item = DocText> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    split_documents(text).into_iter()
+}
+
+/// Reads a file of at most [`MAX_FILE_BYTES`].
+fn read_capped(f: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let too_large = |len: u64| {
+        format!(
+            "file is {len} bytes, more than the {} MiB a configuration file may hold; not read (split it into several files)",
+            MAX_FILE_BYTES >> 20
+        )
+    };
+    let file = std::fs::File::open(f).map_err(|e| format!("cannot read: {e}"))?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len > MAX_FILE_BYTES {
+        return Err(too_large(len));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    // The file may grow while it is read: never read past the cap.
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// Loads the documents of one file's text into `loaded`.
 pub fn load_text(file: &Path, text: &str, loaded: &mut Loaded) {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    for doc in split_documents(text) {
-        load_document(file, &doc, loaded);
+    let jobs = file_documents(text).map(|d| Job::Document(0, d)).collect();
+    load_jobs(&[file.to_path_buf()], jobs, loaded);
+}
+
+/// Why a document is refused before it is parsed: too large, or aliases that expand too
+/// far. (line relative to the document, message)
+fn document_limits(text: &str) -> Result<(), (usize, String)> {
+    if text.len() > MAX_DOCUMENT_BYTES {
+        return Err((
+            1,
+            format!(
+                "document is {} bytes, more than the {} MiB a document may hold; not parsed",
+                text.len(),
+                MAX_DOCUMENT_BYTES >> 20
+            ),
+        ));
+    }
+    // No anchor, no alias (an alias to an unknown anchor is a syntax error): the common
+    // case costs one byte search.
+    if !text.contains('&') {
+        return Ok(());
+    }
+    alias_expansion(text)
+}
+
+/// Counts, in one pass over the parser's events and without expanding anything, the
+/// nodes the document's aliases stand for; refuses it at the alias that takes the count
+/// over [`MAX_ALIAS_NODES`]. Syntax errors are left to the parser that reports them.
+fn alias_expansion(text: &str) -> Result<(), (usize, String)> {
+    use std::collections::HashMap;
+    use yaml_rust2::parser::{Event, Parser};
+    let mut parser = Parser::new_from_str(text);
+    // Expanded size of every complete anchored node; the open collections (anchor id,
+    // size so far).
+    let mut anchored: HashMap<usize, u64> = HashMap::new();
+    let mut open: Vec<(usize, u64)> = Vec::new();
+    let mut added = 0u64;
+    let mut aliases = 0u64;
+    loop {
+        let Ok((event, mark)) = parser.next_token() else {
+            return Ok(());
+        };
+        let size = match event {
+            Event::StreamEnd => return Ok(()),
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                open.push((anchor, 1));
+                continue;
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Some((anchor, size)) = open.pop() else {
+                    continue;
+                };
+                if anchor > 0 {
+                    anchored.insert(anchor, size);
+                }
+                size
+            }
+            Event::Scalar(_, _, anchor, _) => {
+                if anchor > 0 {
+                    anchored.insert(anchor, 1);
+                }
+                1
+            }
+            Event::Alias(anchor) => {
+                // An alias inside its own anchor (not complete yet) counts as one node;
+                // serde_yaml refuses the recursion itself.
+                let size = anchored.get(&anchor).copied().unwrap_or(1);
+                aliases += 1;
+                added = added.saturating_add(size);
+                if added > MAX_ALIAS_NODES {
+                    return Err((
+                        mark.line(),
+                        format!(
+                            "YAML aliases expand to more than {MAX_ALIAS_NODES} nodes (after {aliases} alias references); \
+                             refused unexpanded (a \"billion laughs\" document?)"
+                        ),
+                    ));
+                }
+                size
+            }
+            _ => continue,
+        };
+        if let Some(parent) = open.last_mut() {
+            parent.1 = parent.1.saturating_add(size);
+        }
     }
 }
 
-fn load_document(file: &Path, doc: &DocText, loaded: &mut Loaded) {
+fn load_document(file: &Path, doc: DocText, loaded: &mut Loaded) {
     let at = |l: usize| doc.start_line + l.saturating_sub(1);
+    if let Err((line, msg)) = document_limits(&doc.text) {
+        loaded
+            .diagnostics
+            .push(file_error(file, Some(at(line)), msg));
+        return;
+    }
     let value: serde_yaml::Value = match serde_yaml::from_str(&doc.text) {
         Ok(v) => v,
         Err(e) => {
@@ -219,7 +376,6 @@ fn load_document(file: &Path, doc: &DocText, loaded: &mut Loaded) {
             .unwrap_or("")
             .to_string()
     };
-    let lines = LineIndex::build(&doc.text);
     if api_version.is_empty() || kind_name.is_empty() {
         let missing = if api_version.is_empty() {
             "apiVersion"
@@ -272,24 +428,27 @@ fn load_document(file: &Path, doc: &DocText, loaded: &mut Loaded) {
         return;
     };
 
+    // The document's text stays with the resource; its lines are indexed only when a
+    // diagnostic needs one.
+    let lines = LazyLineIndex::new(doc.text);
     let mut unknown: Vec<String> = Vec::new();
-    let parsed =
-        match kind {
-            Kind::Gateway => {
-                typed::<GatewaySpec>(&doc.text, &mut unknown).map(|e| e.map(Spec::Gateway))
-            }
-            Kind::VirtualService => typed::<VirtualServiceSpec>(&doc.text, &mut unknown)
-                .map(|e| e.map(Spec::VirtualService)),
-            Kind::DestinationRule => typed::<DestinationRuleSpec>(&doc.text, &mut unknown)
-                .map(|e| e.map(|s| Spec::DestinationRule(Box::new(s)))),
-            Kind::ServiceEntry => typed::<ServiceEntrySpec>(&doc.text, &mut unknown)
-                .map(|e| e.map(Spec::ServiceEntry)),
-            Kind::WorkloadEntry => typed::<WorkloadEntrySpec>(&doc.text, &mut unknown)
-                .map(|e| e.map(Spec::WorkloadEntry)),
-            Kind::MeshConfig => {
-                typed::<MeshConfigSpec>(&doc.text, &mut unknown).map(|e| e.map(Spec::MeshConfig))
-            }
-        };
+    let parsed = match kind {
+        Kind::Gateway => {
+            typed::<GatewaySpec>(lines.text(), &mut unknown).map(|e| e.map(Spec::Gateway))
+        }
+        Kind::VirtualService => typed::<VirtualServiceSpec>(lines.text(), &mut unknown)
+            .map(|e| e.map(Spec::VirtualService)),
+        Kind::DestinationRule => typed::<DestinationRuleSpec>(lines.text(), &mut unknown)
+            .map(|e| e.map(|s| Spec::DestinationRule(Box::new(s)))),
+        Kind::ServiceEntry => {
+            typed::<ServiceEntrySpec>(lines.text(), &mut unknown).map(|e| e.map(Spec::ServiceEntry))
+        }
+        Kind::WorkloadEntry => typed::<WorkloadEntrySpec>(lines.text(), &mut unknown)
+            .map(|e| e.map(Spec::WorkloadEntry)),
+        Kind::MeshConfig => {
+            typed::<MeshConfigSpec>(lines.text(), &mut unknown).map(|e| e.map(Spec::MeshConfig))
+        }
+    };
     let name = meta_str("name");
     let namespace = or_default(&meta_str("namespace")).to_string();
     let resource_name = format!("{kind} {namespace}/{name}");
@@ -354,15 +513,84 @@ fn load_document(file: &Path, doc: &DocText, loaded: &mut Loaded) {
     if failed {
         return;
     }
+    let mut spec = spec;
+    if let Spec::VirtualService(vs) = &mut spec {
+        compact_virtual_service(vs);
+    }
     loaded.resources.push(Resource {
         kind,
         name,
         namespace,
-        meta: envelope.metadata,
+        meta: Box::new(envelope.metadata),
         spec,
         source,
         lines,
     });
+}
+
+/// Drops the spare capacity deserialization leaves in a VirtualService's lists (a list
+/// of one match is allocated for four): the bulk of a large config, kept for the life of
+/// the process.
+fn compact_virtual_service(vs: &mut VirtualServiceSpec) {
+    fn map<T>(m: &mut OrderedMap<T>) {
+        m.0.shrink_to_fit();
+    }
+    fn headers(h: &mut Option<Box<Headers>>) {
+        let Some(h) = h else { return };
+        for ops in [&mut h.request, &mut h.response].into_iter().flatten() {
+            map(&mut ops.set);
+            map(&mut ops.add);
+            ops.remove.shrink_to_fit();
+        }
+    }
+    vs.hosts.shrink_to_fit();
+    vs.gateways.shrink_to_fit();
+    vs.export_to.shrink_to_fit();
+    for r in &mut vs.http {
+        for m in &mut r.r#match {
+            map(&mut m.headers);
+            map(&mut m.query_params);
+            map(&mut m.without_headers);
+            map(&mut m.source_labels);
+            m.gateways.shrink_to_fit();
+        }
+        r.r#match.shrink_to_fit();
+        for d in &mut r.route {
+            headers(&mut d.headers);
+        }
+        r.route.shrink_to_fit();
+        if let Some(m) = &mut r.mirrors {
+            m.shrink_to_fit();
+        }
+        headers(&mut r.headers);
+        if let Some(c) = &mut r.cors_policy {
+            c.allow_origins.shrink_to_fit();
+            c.allow_origin.shrink_to_fit();
+            c.allow_methods.shrink_to_fit();
+            c.allow_headers.shrink_to_fit();
+            c.expose_headers.shrink_to_fit();
+        }
+    }
+    vs.http.shrink_to_fit();
+    for r in &mut vs.tls {
+        for m in &mut r.r#match {
+            m.sni_hosts.shrink_to_fit();
+            m.destination_subnets.shrink_to_fit();
+            m.gateways.shrink_to_fit();
+        }
+        r.r#match.shrink_to_fit();
+        r.route.shrink_to_fit();
+    }
+    vs.tls.shrink_to_fit();
+    for r in &mut vs.tcp {
+        for m in &mut r.r#match {
+            m.destination_subnets.shrink_to_fit();
+            m.gateways.shrink_to_fit();
+        }
+        r.r#match.shrink_to_fit();
+        r.route.shrink_to_fit();
+    }
+    vs.tcp.shrink_to_fit();
 }
 
 fn or_default(ns: &str) -> &str {
@@ -450,6 +678,86 @@ mod tests {
         let docs = split_documents("a: 1\n---\nb: 2\n--- # c\n\n---\n# only comment\n...\nc: 3\n");
         let got: Vec<(usize, &str)> = docs.iter().map(|d| (d.start_line, d.text.trim())).collect();
         assert_eq!(got, vec![(1, "a: 1"), (2, "b: 2"), (9, "c: 3")]);
+    }
+
+    fn load_str(text: &str) -> Loaded {
+        let mut loaded = Loaded::default();
+        load_text(Path::new("t.yaml"), text, &mut loaded);
+        loaded
+    }
+
+    #[test]
+    fn alias_expansion_is_capped_before_parsing() {
+        // 400 aliases of a 400-string list: 160,400 nodes from 4 KB of text.
+        let bomb = format!(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: x}}\nspec:\n  a: &a [{}]\n  b: [{}]\n",
+            ["l"; 400].join(","),
+            ["*a"; 400].join(",")
+        );
+        let loaded = load_str(&format!("apiVersion: v1\n---\n{bomb}"));
+        assert!(loaded.resources.is_empty());
+        let d = &loaded.diagnostics[1];
+        assert_eq!((d.line, d.severity), (Some(8), Severity::Error), "{d:?}");
+        assert!(
+            d.message.starts_with(
+                "YAML aliases expand to more than 100000 nodes (after 250 alias references)"
+            ),
+            "{d:?}"
+        );
+        // Under the cap: 200 aliases of the same list load (as an unknown field here).
+        let fine = bomb.replace(&["*a"; 400].join(","), &["*a"; 200].join(","));
+        let loaded = load_str(&fine);
+        assert!(
+            loaded
+                .diagnostics
+                .iter()
+                .all(|d| d.message.contains("unknown field")),
+            "{:?}",
+            loaded.diagnostics
+        );
+    }
+
+    #[test]
+    fn aliases_are_counted_as_expanded() {
+        assert_eq!(
+            alias_expansion("a: &a [1, 2]\nb: *a\nc: [*a, *a]\n"),
+            Ok(())
+        );
+        // A scalar anchor, an anchor inside an anchor, an alias inside its own anchor.
+        assert_eq!(
+            alias_expansion("a: &s x\nb: &m {k: &n [*s]}\nc: *n\nd: &r [*r]\n"),
+            Ok(())
+        );
+        let nested = |levels: usize, width: usize| {
+            let mut t = format!("l0: &l0 [{}]\n", ["x"; 10].join(","));
+            for l in 1..levels {
+                let refs = vec![format!("*l{}", l - 1); width].join(",");
+                t.push_str(&format!("l{l}: &l{l} [{refs}]\n"));
+            }
+            t
+        };
+        // 10 x 11 + 10 x 111 + 10 x 1111 = 12,330 nodes added: fine.
+        assert_eq!(alias_expansion(&nested(4, 10)), Ok(()));
+        // The 8th alias of level 4 (11,111 nodes each) passes 100,000.
+        let err = alias_expansion(&nested(6, 10)).unwrap_err();
+        assert_eq!(err.0, 5);
+        assert!(err.1.contains("after 38 alias references"), "{err:?}");
+        // Broken YAML is left to the parser's error.
+        assert_eq!(alias_expansion("a: &a [\n"), Ok(()));
+    }
+
+    #[test]
+    fn oversized_documents_are_refused() {
+        let big = format!("a: \"{}\"\n", "x".repeat(MAX_DOCUMENT_BYTES));
+        let loaded = load_str(&format!("# big\n---\n{big}"));
+        assert_eq!(loaded.diagnostics.len(), 1, "{:?}", loaded.diagnostics);
+        let d = &loaded.diagnostics[0];
+        assert_eq!(d.line, Some(2));
+        assert!(
+            d.message
+                .contains("more than the 8 MiB a document may hold"),
+            "{d:?}"
+        );
     }
 
     #[test]

@@ -40,6 +40,35 @@ impl LineIndex {
     }
 }
 
+/// A document's text, indexed on first use: most resources never need a line (only
+/// those with a diagnostic do), and the text is a fraction of the index's size.
+#[derive(Debug, Default)]
+pub struct LazyLineIndex {
+    text: Box<str>,
+    index: std::sync::OnceLock<LineIndex>,
+}
+
+impl LazyLineIndex {
+    pub fn new(text: impl Into<Box<str>>) -> LazyLineIndex {
+        LazyLineIndex {
+            text: text.into(),
+            index: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The document's text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// As [`LineIndex::line_of`]; the first call indexes the text.
+    pub fn line_of(&self, path: &str) -> Option<usize> {
+        self.index
+            .get_or_init(|| LineIndex::build(&self.text))
+            .line_of(path)
+    }
+}
+
 struct Walker<'p, 'a> {
     parser: &'p mut Parser<std::str::Chars<'a>>,
     out: &'p mut HashMap<String, usize>,
@@ -147,6 +176,13 @@ mod tests {
         let text = format!("a:\n  b: {}1{}\n", "[".repeat(100_000), "]".repeat(100_000));
         let idx = LineIndex::build(&text);
         assert_eq!(idx.line_of("a.b"), Some(2));
+    }
+
+    #[test]
+    fn the_lazy_index_reads_the_same_lines() {
+        let idx = LazyLineIndex::new("a:\n  b: [1,\n    2]\n");
+        assert_eq!(idx.line_of("a.b[1]"), Some(3));
+        assert_eq!(idx.line_of("a.c"), Some(1));
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub mod host;
 pub mod loader;
 pub mod locate;
 pub mod model;
+pub mod parallel;
+pub mod regex_cache;
 pub mod registry;
 pub mod resource;
 pub mod tls_spec;
@@ -22,7 +24,9 @@ pub use diagnostic::{Diagnostic, Severity};
 pub use resource::{Resource, Skipped, Source};
 
 use model::{Kind, MeshConfigSpec, Spec};
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 /// The label every Istio ingress gateway carries, used when no labels are configured.
 pub const DEFAULT_LABELS: &[(&str, &str)] = &[("istio", "ingressgateway")];
@@ -38,16 +42,36 @@ pub struct Config {
     /// Resources refused by validation (kept so analysis can still explain references).
     pub invalid: Vec<Resource>,
     pub skipped: Vec<Skipped>,
+    /// Look-up tables over `resources`, built on first use (so `resources` must not
+    /// change after a look-up).
+    index: OnceLock<registry::Index>,
 }
 
 impl Config {
+    /// The look-up tables over `resources`.
+    pub fn index(&self) -> &registry::Index {
+        self.index
+            .get_or_init(|| registry::Index::build(&self.resources))
+    }
+
+    /// The valid resources of `kind`, in file order.
     pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Resource> {
-        self.resources.iter().filter(move |r| r.kind == kind)
+        self.index()
+            .of_kind(kind)
+            .iter()
+            .map(move |&i| &self.resources[i])
+    }
+
+    /// The valid resource `kind namespace/name`.
+    pub fn named(&self, kind: Kind, namespace: &str, name: &str) -> Option<&Resource> {
+        self.index()
+            .named(kind, namespace, name)
+            .map(|i| &self.resources[i])
     }
 
     /// The MeshConfig document, if one was given.
     pub fn mesh_config(&self) -> Option<&MeshConfigSpec> {
-        self.resources.iter().find_map(|r| match &r.spec {
+        self.of_kind(Kind::MeshConfig).find_map(|r| match &r.spec {
             Spec::MeshConfig(m) => Some(m),
             _ => None,
         })
@@ -55,7 +79,7 @@ impl Config {
 
     /// MeshConfig `credentialsDir`, a relative path taken relative to the file declaring it.
     pub fn credentials_dir(&self) -> Option<PathBuf> {
-        let mc = self.resources.iter().find(|r| r.kind == Kind::MeshConfig)?;
+        let mc = self.of_kind(Kind::MeshConfig).next()?;
         let Spec::MeshConfig(spec) = &mc.spec else {
             return None;
         };
@@ -107,44 +131,48 @@ pub fn check(loaded: loader::Loaded, cli_labels: &[(String, String)]) -> Checked
     let mut diags = loaded.diagnostics;
     let mut resources: Vec<Resource> = Vec::with_capacity(loaded.resources.len());
     let mut invalid: Vec<Resource> = Vec::new();
-    for res in loaded.resources {
-        let findings = validate::validate(&res);
+    // (kind, namespace, name) → where it was first defined; the MeshConfig kept.
+    let mut defined: HashMap<(Kind, String, String), Source> = HashMap::new();
+    let mut mesh_config: Option<(String, Source)> = None;
+    // Each resource's rules are independent: checked in parallel, reported in order.
+    let findings = parallel::map(loaded.resources.iter().collect(), validate::validate);
+    for (res, findings) in loaded.resources.into_iter().zip(findings) {
         let refused = findings.items.iter().any(|i| i.0 == Severity::Error);
         diags.extend(findings.into_diagnostics(&res));
-        if let Some(first) = resources
-            .iter()
-            .chain(invalid.iter())
-            .find(|r| r.kind == res.kind && r.namespace == res.namespace && r.name == res.name)
-        {
+        let key = (res.kind, res.namespace.clone(), res.name.clone());
+        if let Some(first) = defined.get(&key) {
             diags.push(res.diagnostic(
                 Severity::Error,
                 "metadata.name",
                 format!(
                     "duplicate {}: first defined at {}:{}",
                     res.display_name(),
-                    first.source.file.display(),
-                    first.source.line
+                    first.file.display(),
+                    first.line
                 ),
                 None,
             ));
             continue;
         }
         if res.kind == Kind::MeshConfig {
-            if let Some(first) = resources.iter().find(|r| r.kind == Kind::MeshConfig) {
+            if let Some((name, first)) = &mesh_config {
                 diags.push(res.diagnostic(
                     Severity::Error,
                     "",
                     format!(
-                        "only one MeshConfig is allowed; {} is already defined at {}:{}",
-                        first.display_name(),
-                        first.source.file.display(),
-                        first.source.line
+                        "only one MeshConfig is allowed; {name} is already defined at {}:{}",
+                        first.file.display(),
+                        first.line
                     ),
                     None,
                 ));
                 continue;
             }
+            if !refused {
+                mesh_config = Some((res.display_name(), res.source.clone()));
+            }
         }
+        defined.insert(key, res.source.clone());
         if refused {
             invalid.push(res);
         } else {
@@ -155,6 +183,7 @@ pub fn check(loaded: loader::Loaded, cli_labels: &[(String, String)]) -> Checked
         resources,
         invalid,
         skipped: loaded.skipped,
+        index: OnceLock::new(),
     };
     let labels = config.instance_labels(cli_labels);
     diags.extend(analyze::analyze(&config, &labels));

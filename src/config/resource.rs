@@ -1,7 +1,7 @@
 //! A loaded resource: its kind, identity, typed spec, and where it was written.
 
 use super::diagnostic::{Diagnostic, Severity};
-use super::locate::LineIndex;
+use super::locate::LazyLineIndex;
 use super::model::{Kind, ObjectMeta, Spec};
 use std::path::PathBuf;
 
@@ -19,10 +19,11 @@ pub struct Resource {
     pub name: String,
     /// `metadata.namespace`, `default` when absent.
     pub namespace: String,
-    pub meta: ObjectMeta,
+    pub meta: Box<ObjectMeta>,
     pub spec: Spec,
     pub source: Source,
-    pub(crate) lines: LineIndex,
+    /// The document's text, indexed by field path when a diagnostic needs a line.
+    pub(crate) lines: LazyLineIndex,
 }
 
 impl Resource {

@@ -2,7 +2,9 @@
 //! snapshot is built, never per request. Pure logic over a [`RequestView`].
 
 use crate::config::model::{HttpMatchRequest, OrderedMap, StringMatch};
+use crate::config::regex_cache;
 use regex::Regex;
+use std::sync::Arc;
 
 /// A regex of the config that does not compile. Validation compiles the same regexes,
 /// so a config `validate` accepts never produces one; the snapshot leaves out the rule
@@ -21,9 +23,10 @@ impl std::fmt::Display for InvalidRegex {
 
 impl std::error::Error for InvalidRegex {}
 
-/// Compiles `re` (Istio's RE2 syntax).
-pub fn regex(re: &str) -> Result<Regex, InvalidRegex> {
-    Regex::new(re).map_err(|source| InvalidRegex {
+/// Compiles `re` (Istio's RE2 syntax). While a snapshot is compiled, each distinct
+/// pattern is compiled once and shared ([`regex_cache`]).
+pub fn regex(re: &str) -> Result<Arc<Regex>, InvalidRegex> {
+    regex_cache::compile(re).map_err(|source| InvalidRegex {
         regex: re.to_string(),
         source,
     })
@@ -35,7 +38,8 @@ pub enum StrMatch {
     Exact(String),
     Prefix(String),
     /// RE2 semantics; anchored so the whole value must match, as Envoy's `safe_regex`.
-    Regex(Regex),
+    /// Shared by every condition of the config with the same pattern.
+    Regex(Arc<Regex>),
 }
 
 impl StrMatch {
@@ -62,12 +66,12 @@ impl StrMatch {
         } else if let Some(p) = &m.prefix {
             Some(StrMatch::Prefix(lower(p)))
         } else if let Some(r) = &m.regex {
-            Some(StrMatch::Regex(Regex::new(&format!("^(?:{r})$")).map_err(
-                |source| InvalidRegex {
+            Some(StrMatch::Regex(
+                regex_cache::compile(&format!("^(?:{r})$")).map_err(|source| InvalidRegex {
                     regex: r.clone(),
                     source,
-                },
-            )?))
+                })?,
+            ))
         } else {
             None
         })
@@ -112,14 +116,39 @@ pub struct RequestView<'a> {
 pub struct RequestMatch {
     uri: Option<StrMatch>,
     ignore_uri_case: bool,
+    headers: Vec<(String, Option<StrMatch>)>,
+    port: Option<u16>,
+    /// The conditions most matches do without, boxed when there are any (a snapshot may
+    /// hold a hundred thousand matches).
+    more: Option<Box<MoreConditions>>,
+}
+
+#[derive(Debug, Default)]
+struct MoreConditions {
     scheme: Option<StrMatch>,
     method: Option<StrMatch>,
     authority: Option<StrMatch>,
-    headers: Vec<(String, Option<StrMatch>)>,
     without_headers: Vec<(String, Option<StrMatch>)>,
     query_params: Vec<(String, Option<StrMatch>)>,
-    port: Option<u16>,
 }
+
+impl MoreConditions {
+    fn is_empty(&self) -> bool {
+        self.scheme.is_none()
+            && self.method.is_none()
+            && self.authority.is_none()
+            && self.without_headers.is_empty()
+            && self.query_params.is_empty()
+    }
+}
+
+static NO_MORE_CONDITIONS: MoreConditions = MoreConditions {
+    scheme: None,
+    method: None,
+    authority: None,
+    without_headers: Vec::new(),
+    query_params: Vec::new(),
+};
 
 /// Header conditions, names lower-cased (HTTP header names are case-insensitive).
 fn compile_headers(
@@ -154,11 +183,18 @@ fn header_value<'a>(r: &RequestView<'a>, name: &str) -> Option<&'a str> {
 impl RequestMatch {
     pub fn compile(m: &HttpMatchRequest) -> Result<RequestMatch, InvalidRegex> {
         let ignore = m.ignore_uri_case.unwrap_or(false);
-        let opt = |s: &Option<StringMatch>| {
+        let opt = |s: &Option<Box<StringMatch>>| {
             s.as_ref()
                 .map(|s| StrMatch::compile(s, false))
                 .transpose()
                 .map(Option::flatten)
+        };
+        let more = MoreConditions {
+            scheme: opt(&m.scheme)?,
+            method: opt(&m.method)?,
+            authority: opt(&m.authority)?,
+            without_headers: compile_headers(&m.without_headers)?,
+            query_params: compile_query(&m.query_params)?,
         };
         Ok(RequestMatch {
             uri: m
@@ -168,14 +204,14 @@ impl RequestMatch {
                 .transpose()?
                 .flatten(),
             ignore_uri_case: ignore,
-            scheme: opt(&m.scheme)?,
-            method: opt(&m.method)?,
-            authority: opt(&m.authority)?,
             headers: compile_headers(&m.headers)?,
-            without_headers: compile_headers(&m.without_headers)?,
-            query_params: compile_query(&m.query_params)?,
             port: m.port.filter(|p| *p != 0).map(|p| p as u16),
+            more: (!more.is_empty()).then(|| Box::new(more)),
         })
+    }
+
+    fn more(&self) -> &MoreConditions {
+        self.more.as_deref().unwrap_or(&NO_MORE_CONDITIONS)
     }
 
     /// The `uri` condition (what a prefix rewrite replaces).
@@ -199,10 +235,11 @@ impl RequestMatch {
                 return false;
             }
         }
+        let more = self.more();
         for (m, v) in [
-            (&self.scheme, r.scheme),
-            (&self.method, r.method),
-            (&self.authority, r.authority),
+            (&more.scheme, r.scheme),
+            (&more.method, r.method),
+            (&more.authority, r.authority),
         ] {
             if let Some(m) = m {
                 if !m.matches(v) {
@@ -220,7 +257,7 @@ impl RequestMatch {
         // withoutHeaders: the request matches when the header match does not. Istio sets
         // Envoy's `treat_missing_header_as_empty` on these, so a missing header is matched
         // as the empty string (`regex: .*` excludes it); a presence match stays one.
-        for (name, m) in &self.without_headers {
+        for (name, m) in &more.without_headers {
             let hit = match (header_value(r, name), m) {
                 (None, None) => false,
                 (Some(_), None) => true,
@@ -230,7 +267,7 @@ impl RequestMatch {
                 return false;
             }
         }
-        for (name, m) in &self.query_params {
+        for (name, m) in &more.query_params {
             let value = query_value(r.query, name);
             match (value, m) {
                 (None, _) => return false,
@@ -249,14 +286,7 @@ impl RequestMatch {
             Some(StrMatch::Regex(r)) => r.as_str() == "^(?:.*)$",
             Some(StrMatch::Exact(_)) => false,
         };
-        uri_all
-            && self.headers.is_empty()
-            && self.query_params.is_empty()
-            && self.without_headers.is_empty()
-            && self.scheme.is_none()
-            && self.method.is_none()
-            && self.authority.is_none()
-            && self.port.is_none()
+        uri_all && self.headers.is_empty() && self.more().is_empty() && self.port.is_none()
     }
 
     /// A short description for the config dump.
@@ -273,10 +303,11 @@ impl RequestMatch {
                 }
             ));
         }
+        let more = self.more();
         for (n, m) in [
-            ("scheme", &self.scheme),
-            ("method", &self.method),
-            ("authority", &self.authority),
+            ("scheme", &more.scheme),
+            ("method", &more.method),
+            ("authority", &more.authority),
         ] {
             if let Some(m) = m {
                 parts.push(format!("{n} {}", m.describe()));
@@ -288,13 +319,13 @@ impl RequestMatch {
                 m.as_ref().map_or("present".into(), StrMatch::describe)
             ));
         }
-        for (k, m) in &self.without_headers {
+        for (k, m) in &more.without_headers {
             parts.push(format!(
                 "without header {k} {}",
                 m.as_ref().map_or("present".into(), StrMatch::describe)
             ));
         }
-        for (k, m) in &self.query_params {
+        for (k, m) in &more.query_params {
             parts.push(format!(
                 "query {k} {}",
                 m.as_ref().map_or("present".into(), StrMatch::describe)

@@ -12,7 +12,7 @@ pub fn validate_regex(re: &str) -> Result<(), String> {
     if re.len() > 1024 {
         return Err("regex is too large, max length allowed is 1024".into());
     }
-    regex::Regex::new(re).map(|_| ()).map_err(|e| {
+    crate::config::regex_cache::check(re).map_err(|e| {
         let first = e.to_string();
         let msg = first
             .lines()

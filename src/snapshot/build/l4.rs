@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::snapshot::l4_route::{L4Match, L4Route, Subnet};
 use crate::snapshot::sni_router::{ChainAction, FilterChain};
 use crate::snapshot::Snapshot;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 pub(super) fn l4_match(port: Option<u32>, subnets: &[String]) -> L4Match {
@@ -23,14 +24,13 @@ pub(super) fn tcp_routes(
     snap: &mut Snapshot,
 ) -> Vec<Arc<L4Route>> {
     let mut out = Vec::new();
-    let mut seen: Vec<(usize, GatewayKey)> = Vec::new();
+    let mut seen: HashSet<(usize, GatewayKey)> = HashSet::new();
     for gs in servers {
         let gw = (gs.0.namespace.as_str(), gs.0.name.as_str());
         for (vi, vr, vs, _) in bound_virtual_services(c, *gs) {
-            if seen.contains(&(vi, gw)) {
+            if !seen.insert((vi, gw)) {
                 continue;
             }
-            seen.push((vi, gw));
             for (j, r) in vs.tcp.iter().enumerate() {
                 let applicable: Vec<&L4MatchAttributes> = r
                     .r#match

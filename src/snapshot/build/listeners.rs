@@ -93,6 +93,12 @@ pub(super) fn server_label(g: &Resource, i: usize) -> String {
 
 /// Builds the snapshot for an instance with `labels` from a validated config.
 pub fn compile(c: &Config, labels: &[(String, String)]) -> Snapshot {
+    // Each distinct regex of the config is compiled once, whatever the number of routes
+    // holding it.
+    crate::config::regex_cache::scope(|| compile_listeners(c, labels))
+}
+
+fn compile_listeners(c: &Config, labels: &[(String, String)]) -> Snapshot {
     let mut snap = Snapshot {
         downstream: crate::snapshot::settings::DownstreamSettings::from_mesh(c.mesh_config()),
         ..Snapshot::default()

@@ -40,11 +40,9 @@ pub(super) fn http_routes(
         // Delegation: the delegate's routes, each under the root match narrowed by its own.
         let ns = d.namespace.as_deref().unwrap_or(&vr.namespace);
         let delegate = c
-            .of_kind(Kind::VirtualService)
-            .find_map(|dr| match &dr.spec {
-                Spec::VirtualService(dvs) if dr.name == d.name && dr.namespace == ns => {
-                    Some((dr, dvs))
-                }
+            .named(Kind::VirtualService, ns, &d.name)
+            .and_then(|dr| match &dr.spec {
+                Spec::VirtualService(dvs) => Some((dr, dvs)),
                 _ => None,
             });
         let Some((dres, dvs)) = delegate else {
@@ -153,36 +151,40 @@ pub(super) fn compile_route(
             r.route.iter().map(|d| (d.destination.as_ref(), d.weight)),
             snap,
         );
-        w.headers = r
-            .route
-            .iter()
-            .filter(|d| d.destination.is_some())
-            .map(|d| HeaderPolicy::compile(d.headers.as_ref()))
-            .collect();
+        // Destination-level headers, parallel to the clusters; none at all when no
+        // destination has any (the pipeline reads them with `get`).
+        if r.route.iter().any(|d| d.headers.is_some()) {
+            w.headers = r
+                .route
+                .iter()
+                .filter(|d| d.destination.is_some())
+                .map(|d| HeaderPolicy::compile(d.headers.as_deref()))
+                .collect();
+        }
         RouteAction::Forward(w)
     } else {
         return None;
     };
     let mut policy = RoutePolicy {
-        headers: HeaderPolicy::compile(r.headers.as_ref()),
-        fault: r.fault.as_ref().map(Fault::compile),
+        headers: HeaderPolicy::shared(r.headers.as_deref()),
+        fault: r.fault.as_deref().map(|f| Box::new(Fault::compile(f))),
         timeout: r
             .timeout
             .as_deref()
             .and_then(|t| crate::config::duration::parse(t).ok())
             .filter(|t| !t.is_zero()),
-        retry: RetryPolicy::compile(r.retries.as_ref()),
+        retry: RetryPolicy::compile(r.retries.as_deref()),
         ..RoutePolicy::default()
     };
     if let Some(rw) = &r.rewrite {
         match Rewrite::compile(rw) {
-            Ok(rw) => policy.rewrite = Some(rw),
+            Ok(rw) => policy.rewrite = Some(Box::new(rw)),
             Err(e) => snap.notes.push(format!("{name}: rewrite skipped: {e}")),
         }
     }
     if let Some(cors) = &r.cors_policy {
         match Cors::compile(cors) {
-            Ok(cp) => policy.cors = Some(cp),
+            Ok(cp) => policy.cors = Some(Box::new(cp)),
             Err(e) => snap.notes.push(format!("{name}: corsPolicy skipped: {e}")),
         }
     }

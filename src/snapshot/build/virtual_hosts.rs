@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::snapshot::matcher::RequestMatch;
 use crate::snapshot::route_table::{Route, VirtualHost};
 use crate::snapshot::Snapshot;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// The VirtualServices bound to server `s` of Gateway `gw`: each with its index and the
@@ -20,19 +20,14 @@ pub(super) fn bound_virtual_services<'a>(
     c: &'a Config,
     (gw, _, server): GatewayServer,
 ) -> Vec<(usize, &'a Resource, &'a VirtualServiceSpec, Vec<String>)> {
-    let gw_key = (gw.namespace.as_str(), gw.name.as_str());
     let mut out = Vec::new();
-    for (vi, vr) in c.resources.iter().enumerate() {
+    // Only the VirtualServices that list this Gateway (an index, not a scan of every
+    // resource per server).
+    for &vi in c.index().bound_to_gateway(&gw.namespace, &gw.name) {
+        let vr = &c.resources[vi];
         let Spec::VirtualService(vs) = &vr.spec else {
             continue;
         };
-        let bound = vs
-            .gateways
-            .iter()
-            .any(|g| gateway_ref(&vr.namespace, g) == gw_key);
-        if !bound {
-            continue;
-        }
         let mut hosts: Vec<String> = Vec::new();
         for h in &server.hosts {
             let (ns, dns) = host::split_namespace_host(h);
@@ -73,9 +68,10 @@ pub(super) fn virtual_hosts(
     servers: &[GatewayServer],
     snap: &mut Snapshot,
 ) -> Vec<VirtualHost> {
-    // (domain, httpsRedirect, routes)
+    // (domain, httpsRedirect, routes), and each domain's position in it.
     let mut domains: Vec<(String, bool, Vec<Arc<Route>>)> = Vec::new();
-    let mut added: Vec<(String, usize)> = Vec::new();
+    let mut position: HashMap<String, usize> = HashMap::new();
+    let mut added: HashSet<(String, usize)> = HashSet::new();
     // A VirtualService's routes as one Gateway sees them, compiled once however many
     // of its hosts become virtual hosts.
     let mut compiled: HashMap<(usize, GatewayKey), Vec<Arc<Route>>> = HashMap::new();
@@ -85,25 +81,30 @@ pub(super) fn virtual_hosts(
         let redirect = server.tls.as_ref().is_some_and(|t| t.https_redirect);
         for (vi, vr, vs, hosts) in bound_virtual_services(c, *gs) {
             for h in hosts {
-                if added.contains(&(h.clone(), vi)) {
+                if !added.insert((h.clone(), vi)) {
                     continue;
                 }
-                added.push((h.clone(), vi));
                 let routes = compiled
                     .entry((vi, gw_key))
                     .or_insert_with(|| {
-                        http_routes(c, vr, vs, gw_key, snap)
-                            .into_iter()
-                            .map(Arc::new)
-                            .collect()
+                        // Not `into_iter().map(Arc::new).collect()`: collected in place,
+                        // the list would keep the routes' whole allocation.
+                        let routes = http_routes(c, vr, vs, gw_key, snap);
+                        let mut arcs = Vec::with_capacity(routes.len());
+                        arcs.extend(routes.into_iter().map(Arc::new));
+                        arcs
                     })
                     .clone();
-                match domains.iter_mut().find(|(d, _, _)| *d == h) {
-                    Some((_, r, rs)) => {
+                match position.get(&h) {
+                    Some(&p) => {
+                        let (_, r, rs) = &mut domains[p];
                         *r |= redirect;
                         rs.extend(routes)
                     }
-                    None => domains.push((h, redirect, routes)),
+                    None => {
+                        position.insert(h.clone(), domains.len());
+                        domains.push((h, redirect, routes));
+                    }
                 }
             }
         }
@@ -111,7 +112,8 @@ pub(super) fn virtual_hosts(
         if redirect {
             for h in &server.hosts {
                 let h = host::split_namespace_host(h).1.to_ascii_lowercase();
-                if !domains.iter().any(|(d, _, _)| *d == h) {
+                if !position.contains_key(&h) {
+                    position.insert(h.clone(), domains.len());
                     domains.push((h, true, Vec::new()));
                 }
             }

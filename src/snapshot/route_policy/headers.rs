@@ -2,6 +2,7 @@
 //! `host` / `:authority` turned into a host rewrite.
 
 use crate::config::model::*;
+use std::sync::{Arc, OnceLock};
 
 /// Istio `HeaderOperations`, names lower-cased.
 #[derive(Debug, Default, Clone)]
@@ -44,6 +45,23 @@ pub struct HeaderPolicy {
 }
 
 impl HeaderPolicy {
+    /// As [`HeaderPolicy::compile`], shared: every route without header operations
+    /// holds the same empty policy.
+    pub fn shared(h: Option<&Headers>) -> Arc<HeaderPolicy> {
+        static EMPTY: OnceLock<Arc<HeaderPolicy>> = OnceLock::new();
+        let p = HeaderPolicy::compile(h);
+        if p.is_empty() {
+            EMPTY.get_or_init(Arc::default).clone()
+        } else {
+            Arc::new(p)
+        }
+    }
+
+    /// No operation at all.
+    pub fn is_empty(&self) -> bool {
+        self.request.is_empty() && self.response.is_empty() && self.host_rewrite.is_none()
+    }
+
     pub fn compile(h: Option<&Headers>) -> HeaderPolicy {
         let mut request = HeaderOps::compile(h.and_then(|h| h.request.as_ref()));
         let mut host_rewrite = None;
@@ -75,5 +93,11 @@ mod tests {
         assert_eq!(p.request.set, vec![("x-a".to_string(), "1".to_string())]);
         assert_eq!(p.request.remove, vec!["x-c".to_string()]);
         assert_eq!(p.response.remove, vec!["server".to_string()]);
+        assert!(!p.is_empty());
+        let (a, b) = (HeaderPolicy::shared(None), HeaderPolicy::shared(None));
+        assert!(
+            a.is_empty() && Arc::ptr_eq(&a, &b),
+            "one empty policy, shared"
+        );
     }
 }

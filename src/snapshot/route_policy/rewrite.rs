@@ -3,13 +3,14 @@
 use crate::config::model::*;
 use crate::snapshot::matcher::StrMatch;
 use regex::Regex;
+use std::sync::Arc;
 
 /// Istio `HTTPRewrite`.
 #[derive(Debug, Default)]
 pub struct Rewrite {
     uri: Option<String>,
     /// (pattern, replacement in the regex crate's `${n}` form).
-    regex: Option<(Regex, String)>,
+    regex: Option<(Arc<Regex>, String)>,
     pub authority: Option<String>,
 }
 
@@ -94,7 +95,7 @@ mod tests {
             Some("/v1")
         );
         assert_eq!(rw("{uri: /v1/}").path("/x", None).as_deref(), Some("/v1/x"));
-        let regex = StrMatch::Regex(Regex::new("^(?:/r/.*)$").unwrap());
+        let regex = StrMatch::Regex(Regex::new("^(?:/r/.*)$").unwrap().into());
         assert_eq!(
             rw("{uri: /v2}").path("/r/a/b", Some(&regex)).as_deref(),
             Some("/v2"),
