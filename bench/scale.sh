@@ -104,7 +104,7 @@ measure_validate() {
 
 # run start-up: from exec to /ready == 200; the process is killed after.
 measure_run() {
-    local dir=$1 log=$2
+    local dir=$1 log=$2 n=$3
     local t0 t1 pid child code
     t0=$(date +%s.%N)
     /usr/bin/time -v "$MESHGATE" run --config "$dir" --log-level warn >/dev/null 2>"$log" &
@@ -120,6 +120,14 @@ measure_run() {
         sleep 0.02
     done
     t1=$(date +%s.%N)
+    # Per-request routing must not depend on the config's size: requests to the last
+    # VirtualService's direct-response rule (five rules down, behind a regex and header
+    # matches), one connection per core's worth of load, 3 s.
+    if command -v wrk >/dev/null; then
+        wrk -t1 -c8 -d3s -H "Host: app-$((n - 1)).example.com" "http://127.0.0.1:$PORT/healthz" \
+            > "$WORK/wrk-$n.log" 2>&1 || true
+        awk '/Requests\/sec/ { print $2 }' "$WORK/wrk-$n.log" > "$WORK/rps-$n"
+    fi
     child=$(pgrep -P "$pid" || true)
     [ -n "$child" ] && kill -KILL "$child"
     wait "$pid" 2>/dev/null || true
@@ -128,7 +136,7 @@ measure_run() {
     echo "$(awk -v a="$t1" -v b="$t0" 'BEGIN { print a - b }') $rss"
 }
 
-printf '%-8s %-10s %-22s %-22s\n' "VS" "YAML MB" "validate s / MiB" "run to /ready s / MiB"
+printf '%-8s %-10s %-22s %-22s %s\n' "VS" "YAML MB" "validate s / MiB" "run to /ready s / MiB" "req/s (wrk, if installed)"
 for n in "${SIZES[@]}"; do
     dir=$WORK/vs-$n
     generate "$n" "$dir"
@@ -136,10 +144,10 @@ for n in "${SIZES[@]}"; do
     best_v="" best_r=""
     for _ in $(seq "$RUNS"); do
         v=$(measure_validate "$dir" "$WORK/validate-$n.log")
-        r=$(measure_run "$dir" "$WORK/run-$n.log")
+        r=$(measure_run "$dir" "$WORK/run-$n.log" "$n")
         if [ -z "$best_v" ] || awk -v a="${v%% *}" -v b="${best_v%% *}" 'BEGIN { exit !(a < b) }'; then best_v=$v; fi
         if [ -z "$best_r" ] || awk -v a="${r%% *}" -v b="${best_r%% *}" 'BEGIN { exit !(a < b) }'; then best_r=$r; fi
     done
     fmt() { awk -v t="${1%% *}" -v k="${1##* }" 'BEGIN { printf "%.2f s / %d MiB", t, k / 1024 }'; }
-    printf '%-8s %-10s %-22s %-22s\n' "$n" "$mb" "$(fmt "$best_v")" "$(fmt "$best_r")"
+    printf '%-8s %-10s %-22s %-22s %s\n' "$n" "$mb" "$(fmt "$best_v")" "$(fmt "$best_r")" "$(cat "$WORK/rps-$n" 2>/dev/null || echo -)"
 done
