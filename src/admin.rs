@@ -1,10 +1,14 @@
 //! The admin listener: `GET /ready` (200 once every gateway listener accepts
-//! connections, 503 before) and `GET /config_dump` (the active snapshot as JSON).
+//! connections, 503 before), `GET /config_dump` (the active snapshot as JSON),
+//! `GET /stats/prometheus` and `/metrics` (Istio's metrics and meshgate's own, Prometheus
+//! text format), `GET /stats` (the same counters as Envoy's plain `name: value` lines)
+//! and `GET /server_info` (version, uptime, config generation).
 
 use crate::snapshot::l4_route::L4Route;
 use crate::snapshot::route_table::{RouteAction, RouteTable};
 use crate::snapshot::sni_router::{ChainAction, Terminated};
 use crate::snapshot::{Protocol, Snapshot};
+use crate::telemetry::Telemetry;
 use crate::upstream::Generation;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -12,32 +16,59 @@ use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::TcpStream;
+use std::time::Instant;
 
 pub struct AdminApp {
     pub active: Arc<ArcSwap<Generation>>,
+    telemetry: Arc<Telemetry>,
     ready: AtomicBool,
+    started: Instant,
 }
 
 impl AdminApp {
-    pub fn new(active: Arc<ArcSwap<Generation>>) -> AdminApp {
+    pub fn new(active: Arc<ArcSwap<Generation>>, telemetry: Arc<Telemetry>) -> AdminApp {
         AdminApp {
             active,
+            telemetry,
             ready: AtomicBool::new(false),
+            started: Instant::now(),
         }
     }
 
-    /// Ready once a connection to every listener succeeds (a wildcard bind is probed on
-    /// loopback). Checked until it first holds, then remembered.
+    /// Prometheus text: telemetry's families, then each cluster's upstream counters.
+    fn prometheus(&self) -> String {
+        let mut out = String::with_capacity(64 * 1024);
+        self.telemetry.render_prometheus(&mut out);
+        upstream_stats(&self.active.load(), &mut out);
+        out
+    }
+
+    /// Envoy's `/server_info`, in part: what runs, since when, on which config.
+    fn server_info(&self) -> Value {
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "state": if self.ready.load(Ordering::Relaxed) { "LIVE" } else { "PRE_INITIALIZING" },
+            "uptime_current_epoch": format!("{}s", self.started.elapsed().as_secs()),
+            "config_generation": self.telemetry.own.generation(),
+            "config_loaded": self.telemetry.own.loaded_at(),
+        })
+    }
+
+    /// Ready once every listener's socket is listening, as the kernel's socket table
+    /// (`/proc/net/tcp`, `tcp6`) says; the start refused to run when another process
+    /// held an address, so a listening socket there is ours. No connection is made: a
+    /// probe through a TCP listener would open a real upstream connection and show in
+    /// its metrics and access log. Checked until it first holds, then remembered.
     async fn is_ready(&self) -> bool {
         if self.ready.load(Ordering::Relaxed) {
             return true;
         }
-        let addrs: Vec<SocketAddr> = self
+        let want: Vec<SocketAddr> = self
             .active
             .load()
             .snapshot
@@ -45,19 +76,10 @@ impl AdminApp {
             .iter()
             .map(|l| l.address)
             .collect();
-        let mut all = true;
-        for mut a in addrs {
-            if a.ip().is_unspecified() {
-                a.set_ip(match a.ip() {
-                    IpAddr::V4(_) => IpAddr::from([127, 0, 0, 1]),
-                    IpAddr::V6(_) => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-                });
-            }
-            if !probe(a).await {
-                all = false;
-                break;
-            }
-        }
+        let all = match listening_sockets() {
+            Some(listening) => want.iter().all(|a| listening.contains(a)),
+            None => false,
+        };
         if all {
             self.ready.store(true, Ordering::Relaxed);
         }
@@ -65,11 +87,51 @@ impl AdminApp {
     }
 }
 
-async fn probe(a: SocketAddr) -> bool {
-    matches!(
-        tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(a)).await,
-        Ok(Ok(_))
-    )
+/// The TCP sockets in LISTEN state in this network namespace; `None` when the socket
+/// table cannot be read.
+fn listening_sockets() -> Option<HashSet<SocketAddr>> {
+    let mut out = HashSet::new();
+    let mut read_any = false;
+    for (file, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        read_any = true;
+        out.extend(
+            text.lines()
+                .skip(1)
+                .filter_map(|l| parse_listen_line(l, v6)),
+        );
+    }
+    read_any.then_some(out)
+}
+
+/// One line of `/proc/net/tcp{,6}`: the local address when the state is LISTEN (`0A`).
+/// Addresses are 32-bit words in host order, the port big-endian hex.
+fn parse_listen_line(line: &str, v6: bool) -> Option<SocketAddr> {
+    let mut fields = line.split_whitespace();
+    let local = fields.nth(1)?;
+    if fields.nth(1)? != "0A" {
+        return None;
+    }
+    let (addr, port) = local.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let words: Vec<[u8; 4]> = (0..addr.len() / 8)
+        .map(|i| u32::from_str_radix(addr.get(i * 8..i * 8 + 8)?, 16).ok())
+        .map(|w| w.map(u32::to_ne_bytes))
+        .collect::<Option<_>>()?;
+    let ip = match (v6, words.as_slice()) {
+        (false, [w]) => IpAddr::from(*w),
+        (true, [a, b, c, d]) => {
+            let mut bytes = [0u8; 16];
+            for (i, w) in [a, b, c, d].iter().enumerate() {
+                bytes[i * 4..i * 4 + 4].copy_from_slice(*w);
+            }
+            IpAddr::from(bytes)
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
 }
 
 fn route_table(t: &RouteTable) -> Value {
@@ -184,6 +246,20 @@ impl ServeHttp for AdminApp {
                     response(503, "text/plain", b"PRE_INITIALIZING\n".to_vec())
                 }
             }
+            "/stats/prometheus" | "/metrics" => response(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.prometheus().into_bytes(),
+            ),
+            "/stats" => response(
+                200,
+                "text/plain",
+                plain_stats(&self.prometheus()).into_bytes(),
+            ),
+            "/server_info" => {
+                let body = serde_json::to_vec_pretty(&self.server_info()).unwrap_or_default();
+                response(200, "application/json", body)
+            }
             "/config_dump" => {
                 let dump = config_dump(&self.active.load().snapshot);
                 let body = serde_json::to_vec_pretty(&dump).unwrap_or_default();
@@ -192,8 +268,88 @@ impl ServeHttp for AdminApp {
             _ => response(
                 404,
                 "text/plain",
-                b"not found: try /ready or /config_dump\n".to_vec(),
+                b"not found: try /ready, /config_dump, /stats/prometheus, /stats or /server_info\n"
+                    .to_vec(),
             ),
         }
+    }
+}
+
+/// Each cluster's upstream counters, as Envoy names them (`envoy_cluster_upstream_cx_total`
+/// etc. with Envoy's `cluster_name` label). Connections the HTTP proxy opens are
+/// Pingora's; these count the TCP proxy's and the mirror client's.
+fn upstream_stats(g: &Generation, out: &mut String) {
+    let families = [
+        (
+            "envoy_cluster_upstream_cx_total",
+            "Upstream connections opened by the TCP proxy and the mirror client.",
+        ),
+        (
+            "envoy_cluster_upstream_cx_connect_fail",
+            "Upstream connection attempts that failed.",
+        ),
+        (
+            "envoy_cluster_upstream_rq_total",
+            "HTTP requests and TCP connections sent to the cluster.",
+        ),
+    ];
+    for (i, (name, help)) in families.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for c in g.clusters() {
+            let s = &c.stats;
+            let v = match i {
+                0 => s.connects.load(Ordering::Relaxed),
+                1 => s.connect_failures.load(Ordering::Relaxed),
+                _ => s.requests.load(Ordering::Relaxed),
+            };
+            let _ = writeln!(out, "{name}{{cluster_name=\"{}\"}} {v}", escape(c.name()));
+        }
+    }
+}
+
+/// A label value in the text format: backslash, quote and newline escaped.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Envoy's plain `/stats`: one `name{labels}: value` line per sample, no comments.
+fn plain_stats(prometheus: &str) -> String {
+    let mut out = String::with_capacity(prometheus.len());
+    for line in prometheus
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        if let Some((series, value)) = line.rsplit_once(' ') {
+            let _ = writeln!(out, "{series}: {value}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_tcp_lines_give_listening_addresses() {
+        let v4 = "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0";
+        assert_eq!(
+            parse_listen_line(v4, false),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        let established = v4.replace(" 0A ", " 01 ");
+        assert_eq!(parse_listen_line(&established, false), None);
+        let v6 = "   0: 00000000000000000000000001000000:0050 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1";
+        assert_eq!(
+            parse_listen_line(v6, true),
+            Some("[::1]:80".parse().unwrap())
+        );
+        // This very test process listens: the table shows it.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(listening_sockets()
+            .unwrap()
+            .contains(&l.local_addr().unwrap()));
     }
 }

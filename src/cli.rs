@@ -84,7 +84,9 @@ pub fn run(cli: Cli) -> i32 {
         Command::Validate(args) => validate(&args),
         Command::Run(args) => {
             crate::logger::init(cli.log_level.as_deref());
-            let checked = config::load_and_check(&args.config, &args.labels);
+            let mut checked = config::load_and_check(&args.config, &args.labels);
+            let labels = checked.config.instance_labels(&args.labels);
+            let telemetry = telemetry_settings(&mut checked, &labels);
             let failed = report(&checked, false, false);
             if failed {
                 eprintln!("meshgate: refusing to start on an invalid configuration");
@@ -100,21 +102,47 @@ pub fn run(cli: Cli) -> i32 {
                         .and_then(|m| m.admin_address.clone())
                 })
                 .unwrap_or_else(|| config::DEFAULT_ADMIN_ADDRESS.to_string());
-            let labels = checked.config.instance_labels(&args.labels);
+            let Some(settings) = telemetry else {
+                return 1; // reported above
+            };
+            let telemetry = match crate::telemetry::Telemetry::new(settings) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("meshgate: {e}");
+                    return 1;
+                }
+            };
             let snapshot = crate::snapshot::compile(&checked.config, &labels);
-            crate::server::serve(snapshot, &admin)
+            crate::server::serve(snapshot, &admin, telemetry)
         }
     }
 }
 
 fn validate(args: &ValidateArgs) -> i32 {
-    let checked = config::load_and_check(&args.config, &args.labels);
+    let mut checked = config::load_and_check(&args.config, &args.labels);
+    let labels = checked.config.instance_labels(&args.labels);
+    telemetry_settings(&mut checked, &labels);
     let failed = report(&checked, args.strict, args.quiet);
     if args.print {
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(print_model(&checked).as_bytes());
     }
     i32::from(failed)
+}
+
+/// Telemetry's settings (the access log format compiled); a format that does not compile
+/// joins the config's diagnostics.
+fn telemetry_settings(
+    checked: &mut Checked,
+    labels: &[(String, String)],
+) -> Option<crate::telemetry::Settings> {
+    match crate::telemetry::Settings::from_config(&checked.config, labels) {
+        Ok(s) => Some(s),
+        Err(d) => {
+            checked.diagnostics.push(*d);
+            None
+        }
+    }
 }
 
 /// Prints diagnostics and a summary to stderr; true when the config must be refused.

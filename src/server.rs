@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Runs until the process is signalled; never returns.
-pub fn serve(snapshot: Snapshot, admin: &str) -> ! {
+pub fn serve(snapshot: Snapshot, admin: &str, telemetry: Telemetry) -> ! {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let conf = ServerConf {
         threads,
@@ -50,9 +50,13 @@ pub fn serve(snapshot: Snapshot, admin: &str) -> ! {
         log::warn!("{n}");
     }
     let registry = Arc::new(Registry::default());
-    let telemetry = Arc::new(Telemetry::default());
+    let telemetry = Arc::new(telemetry);
+    let snapshot = Arc::new(snapshot);
+    // The first configuration is generation 1 (reloads count on from it).
+    telemetry.adopt(&snapshot, 1);
     let shared: Arc<ArcSwap<Generation>> =
-        Arc::new(ArcSwap::from_pointee(registry.adopt(Arc::new(snapshot))));
+        Arc::new(ArcSwap::from_pointee(registry.adopt(snapshot)));
+    reopen_on_sigusr1();
 
     let mut http = pingora::proxy::http_proxy(
         &server.configuration,
@@ -68,7 +72,7 @@ pub fn serve(snapshot: Snapshot, admin: &str) -> ! {
         ListenerApp::new(
             shared.clone(),
             http,
-            telemetry,
+            telemetry.clone(),
             shared.load().snapshot.listeners.iter().map(|l| l.address),
         ),
     );
@@ -81,7 +85,10 @@ pub fn serve(snapshot: Snapshot, admin: &str) -> ! {
     }
     credential_refresher(shared.clone());
 
-    let mut admin_service = Service::new("meshgate admin".to_string(), AdminApp::new(shared));
+    let mut admin_service = Service::new(
+        "meshgate admin".to_string(),
+        AdminApp::new(shared, telemetry),
+    );
     admin_service.add_tcp(admin);
     log::info!("admin on {admin}");
     server.add_service(admin_service);
@@ -105,5 +112,37 @@ fn credential_refresher(shared: Arc<ArcSwap<Generation>>) {
                 Err(e) => log::warn!("{server}: {e}; keeping the previous credential"),
             }
         }
+    });
+}
+
+/// `SIGUSR1` reopens the access log (logrotate's `postrotate`, as Envoy's admin
+/// `/reopen_logs`). Handled from the start, so the signal never ends the process.
+fn reopen_on_sigusr1() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    // Registered before serving starts, so an early signal cannot end the process.
+    let handler = runtime.and_then(|rt| {
+        let usr1 = {
+            let _in = rt.enter();
+            signal(SignalKind::user_defined1())?
+        };
+        Ok((rt, usr1))
+    });
+    let (runtime, mut usr1) = match handler {
+        Ok(h) => h,
+        Err(e) => {
+            log::warn!("SIGUSR1 is not handled: {e}");
+            return;
+        }
+    };
+    std::thread::spawn(move || {
+        runtime.block_on(async {
+            while usr1.recv().await.is_some() {
+                log::info!("SIGUSR1: reopening the access log");
+                crate::telemetry::access_log::writer::request_reopen();
+            }
+        })
     });
 }

@@ -19,3 +19,10 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+
+# Telemetry tests parse /stats/prometheus with the Prometheus Python client's own parser.
+if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+  echo "tests/setup.sh: installing prometheus_client (pip)" >&2
+  python3 -m pip install -q prometheus_client 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages prometheus_client
+fi

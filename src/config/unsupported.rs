@@ -112,15 +112,10 @@ const WORKLOAD_ENTRY: &[Rule] = &[
     ("spec.serviceAccount", "workload identities are not used"),
 ];
 
-const MESH_CONFIG: &[Rule] = &[
-    (
-        "spec.outboundTrafficPolicy",
-        "the egress role is not served yet",
-    ),
-    ("spec.accessLogFile", "access logs are not written yet"),
-    ("spec.accessLogEncoding", "access logs are not written yet"),
-    ("spec.accessLogFormat", "access logs are not written yet"),
-];
+const MESH_CONFIG: &[Rule] = &[(
+    "spec.outboundTrafficPolicy",
+    "the egress role is not served yet",
+)];
 
 /// Every unsupported field the document uses, as (concrete path, reason).
 pub fn find(kind: Kind, doc: &Value) -> Vec<(String, &'static str)> {

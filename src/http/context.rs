@@ -2,9 +2,11 @@
 
 use super::retry::RetryState;
 use crate::snapshot::route_table::Route;
+use crate::telemetry::Destination;
 pub use crate::telemetry::ResponseFlags;
 use crate::upstream::cluster::ClusterState;
 use pingora::http::RequestHeader;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +39,16 @@ pub struct RequestContext {
     /// The current try's wait for upstream bytes is the stream idle timeout (SI when it
     /// runs out) rather than the route's or per-try timeout (UT).
     pub idle_bounded: bool,
+    /// The metric series of the cluster the request went to.
+    pub telemetry: Option<Arc<Destination>>,
+    /// The answer came from the upstream (`via_upstream`), not from the gateway.
+    pub via_upstream: bool,
+    /// Envoy's response code details of a local reply the gateway chose to send.
+    pub details: Option<&'static str>,
+    /// The gRPC status of the upstream's answer (headers or trailers).
+    pub grpc_status: Option<u32>,
+    /// The local address of the upstream connection (`%UPSTREAM_LOCAL_ADDRESS%`).
+    pub upstream_local: Option<SocketAddr>,
 }
 
 impl Default for RequestContext {
@@ -53,6 +65,11 @@ impl Default for RequestContext {
             mirror: None,
             stream_idle_timeout: None,
             idle_bounded: false,
+            telemetry: None,
+            via_upstream: false,
+            details: None,
+            grpc_status: None,
+            upstream_local: None,
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod header_ops;
 pub mod local_reply;
 pub mod mirror;
 pub mod normalize;
+mod report;
 pub mod retry;
 mod rewrite;
 mod routing;
@@ -25,7 +26,7 @@ use routing::{authority_of, has_body};
 
 use crate::rng::Rng;
 use crate::snapshot::route_table::RouteAction;
-use crate::telemetry::{HttpRecord, Telemetry};
+use crate::telemetry::Telemetry;
 use crate::tls::connection as tls_connection;
 use crate::upstream::connect;
 use crate::upstream::{Generation, Registry};
@@ -108,13 +109,21 @@ impl ProxyHttp for GatewayProxy {
         if size > settings.max_request_headers_bytes || headers.len() > settings.max_request_headers
         {
             session.set_keepalive(None);
+            ctx.flags.insert(ResponseFlags::DPE);
+            ctx.details = Some("http1.headers_too_large");
             local_reply(session, 431, b"").await?;
             return Ok(true);
         }
-        if !sanitize::underscores(session.req_header_mut(), settings.headers_with_underscores)
-            || !rewrite::normalize_path(session.req_header_mut(), settings.path_normalization)
-        {
+        if !sanitize::underscores(session.req_header_mut(), settings.headers_with_underscores) {
             session.set_keepalive(None);
+            ctx.flags.insert(ResponseFlags::DPE);
+            ctx.details = Some("http1.unexpected_underscore");
+            local_reply(session, 400, b"").await?;
+            return Ok(true);
+        }
+        if !rewrite::normalize_path(session.req_header_mut(), settings.path_normalization) {
+            session.set_keepalive(None);
+            ctx.details = Some("path_normalization_failed");
             local_reply(session, 400, b"").await?;
             return Ok(true);
         }
@@ -135,6 +144,7 @@ impl ProxyHttp for GatewayProxy {
                 return Ok(true);
             }
             Some(routing::Decision::HttpsRedirect(location)) => {
+                ctx.details = Some("direct_response");
                 reply(session, 301, &[("location", &location)], b"").await?;
                 return Ok(true);
             }
@@ -142,31 +152,39 @@ impl ProxyHttp for GatewayProxy {
         };
         ctx.route = Some(route.clone());
         let policy = &route.policy;
+        // The destination is chosen with the route (as Envoy resolves the cluster with
+        // it), so a CORS or fault reply is counted against the route's service.
+        let mut cluster = None;
+        if let RouteAction::Forward(w) = &route.action {
+            ctx.destination = w.pick_index(self.rng.spread());
+            let id = ctx.destination.and_then(|i| w.cluster_at(i));
+            cluster = id.and_then(|id| active.cluster(id)).cloned();
+            if cluster.is_some() {
+                ctx.telemetry = Some(self.telemetry.destination(&active.snapshot, id));
+            }
+        }
 
-        if cors::preflight(session, policy, ctx).await?
-            || fault::inject(session, policy, ctx).await?
-        {
+        if cors::preflight(session, policy, ctx).await? {
+            ctx.details = Some("cors_response");
             return Ok(true);
         }
-        let weighted = match &route.action {
+        if fault::inject(session, policy, ctx).await? {
+            return Ok(true);
+        }
+        match &route.action {
             RouteAction::Redirect(r) => {
+                ctx.details = Some("direct_response");
                 let location = location.unwrap_or_default();
                 reply(session, r.code, &[("location", &location)], b"").await?;
                 return Ok(true);
             }
             RouteAction::DirectResponse { status, body } => {
-                ctx.flags.insert(ResponseFlags::DR);
+                ctx.details = Some("direct_response");
                 local_reply(session, *status, body).await?;
                 return Ok(true);
             }
-            RouteAction::Forward(w) => w,
-        };
-        ctx.destination = weighted.pick_index(self.rng.spread());
-        let cluster = ctx
-            .destination
-            .and_then(|i| weighted.cluster_at(i))
-            .and_then(|id| active.cluster(id))
-            .cloned();
+            RouteAction::Forward(_) => {}
+        }
         rewrite::apply(session.req_header_mut(), &route, ctx.destination, new_path)?;
         // The headers the gateway set reach the upstream whatever `Connection:` names.
         if session.req_header().headers.contains_key("connection") {
@@ -355,6 +373,8 @@ impl ProxyHttp for GatewayProxy {
             e.set_retry(true);
             return Err(e);
         }
+        ctx.via_upstream = true;
+        ctx.grpc_status = grpc;
         if let Some(t) = ctx.retry.attempt_started {
             resp.insert_header(
                 "x-envoy-upstream-service-time",
@@ -368,6 +388,42 @@ impl ProxyHttp for GatewayProxy {
             }
         }
         header_ops::apply(&policy.headers.response, resp)
+    }
+
+    fn upstream_response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        trailers: &mut http::HeaderMap,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let Some(s) = trailers
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+        {
+            ctx.grpc_status = Some(s);
+        }
+        Ok(())
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if self.telemetry.logs_access() {
+            ctx.upstream_local = digest
+                .and_then(|d| d.socket_digest.as_ref())
+                .and_then(|s| s.local_addr())
+                .and_then(|a| a.as_inet())
+                .copied();
+        }
+        Ok(())
     }
 
     fn fail_to_connect(
@@ -496,15 +552,7 @@ impl ProxyHttp for GatewayProxy {
         }
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        self.telemetry.http(&HttpRecord {
-            route: ctx.route.as_deref().map(|r| &*r.name),
-            cluster: ctx.cluster.as_deref().map(|c| c.name()),
-            status,
-            flags: ctx.flags,
-            attempts: ctx.retry.attempts,
-            duration: ctx.started.elapsed(),
-        });
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
+        report::report(&self.telemetry, session, e, ctx);
     }
 }

@@ -11,6 +11,7 @@ use crate::rng::Rng;
 use crate::snapshot::l4_route::{self, L4Route};
 use crate::snapshot::sni_router::{ChainAction, SniTarget, Terminated};
 use crate::snapshot::Protocol;
+use crate::telemetry::own::HandshakeFailure;
 use crate::telemetry::Telemetry;
 use crate::tls::client_hello::{self, ClientHello, Parse};
 use crate::tls::connection::{self as tls_connection, TlsConnection};
@@ -23,6 +24,8 @@ use pingora::listeners::tls::Acceptor;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{Peek, Ssl, Stream};
 use pingora::server::ShutdownWatch;
+use prometheus::IntGauge;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use tokio::time::Instant;
@@ -38,6 +41,24 @@ pub struct ListenerApp<H> {
     connections: limits::Connections,
     /// `maxConnections` when MeshConfig leaves it out (from the descriptor limit).
     default_max_connections: u32,
+    /// `meshgate_downstream_connections_active` of each listener.
+    open_gauges: HashMap<SocketAddr, IntGauge>,
+}
+
+/// One open connection on a listener's gauge; taken off when dropped.
+struct Counted(IntGauge);
+
+impl Counted {
+    fn new(g: &IntGauge) -> Counted {
+        g.inc();
+        Counted(g.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
@@ -48,6 +69,11 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
         listeners: impl IntoIterator<Item = SocketAddr>,
     ) -> Self {
         let default_max_connections = limits::default_max_connections();
+        let listeners: Vec<SocketAddr> = listeners.into_iter().collect();
+        let open_gauges = listeners
+            .iter()
+            .map(|a| (*a, telemetry.own.downstream_connections(&a.to_string())))
+            .collect();
         log::info!("downstream connections limited to {default_max_connections} unless MeshConfig maxConnections says otherwise");
         ListenerApp {
             active,
@@ -56,21 +82,40 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
             rng: Rng::new(),
             connections: limits::Connections::new(listeners),
             default_max_connections,
+            open_gauges,
         }
     }
 
     /// Picks a destination of `route` by weight and splices `stream` to it.
-    async fn forward<S>(&self, stream: S, route: &L4Route, active: &Generation)
-    where
+    async fn forward<S>(
+        &self,
+        stream: S,
+        route: &L4Route,
+        active: &Generation,
+        conn: &crate::tcp::Downstream<'_>,
+    ) where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
-        let cluster = route
-            .clusters
-            .pick_cluster(self.rng.spread())
-            .and_then(|id| active.cluster(id));
-        match cluster {
-            Some(cluster) => crate::tcp::forward(stream, cluster, &self.telemetry).await,
-            None => log::info!("tcp {}: no cluster (NC)", route.name),
+        let id = route.clusters.pick_cluster(self.rng.spread());
+        self.forward_to(stream, id, active, conn).await;
+    }
+
+    /// Splices `stream` to cluster `id`; no cluster closes it (Envoy's NC).
+    async fn forward_to<S>(
+        &self,
+        stream: S,
+        id: Option<crate::snapshot::cluster::ClusterId>,
+        active: &Generation,
+        conn: &crate::tcp::Downstream<'_>,
+    ) where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        match id.and_then(|id| active.cluster(id)) {
+            Some(cluster) => {
+                let dest = self.telemetry.destination(&active.snapshot, id);
+                crate::tcp::forward(stream, conn, cluster, &dest, &self.telemetry).await
+            }
+            None => crate::tcp::no_cluster(conn, &self.telemetry),
         }
     }
 
@@ -90,22 +135,43 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
         let deadline = accepted + snap.downstream.request_headers_timeout;
         let hello = match tokio::time::timeout_at(deadline, read_client_hello(&mut stream)).await {
             Ok(Some(h)) => h,
-            _ => return None, // timed out, not TLS, or malformed: close
+            _ => {
+                // timed out, not TLS, or malformed: close
+                self.telemetry
+                    .own
+                    .tls_handshake_failed(HandshakeFailure::NoClientHello);
+                return None;
+            }
         };
         let router = match snap.listener_for(local).map(|l| &l.protocol) {
             Some(Protocol::Tls(r)) => r,
             _ => return None,
         };
-        match router.route(hello.sni.as_deref(), local)? {
+        let Some(target) = router.route(hello.sni.as_deref(), local) else {
+            self.telemetry
+                .own
+                .tls_handshake_failed(HandshakeFailure::NoMatchingServer);
+            return None;
+        };
+        let remote = {
+            use pingora::protocols::GetSocketDigest;
+            stream
+                .get_socket_digest()
+                .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied())
+        };
+        let conn = crate::tcp::Downstream {
+            local: Some(local),
+            remote,
+            sni: hello.sni.as_deref(),
+        };
+        match target {
             SniTarget::Passthrough(route) => {
-                self.forward(stream, route, &active).await;
+                self.forward(stream, route, &active, &conn).await;
                 None
             }
             SniTarget::Auto(cluster) => {
-                match active.cluster_named(&cluster) {
-                    Some(c) => crate::tcp::forward(stream, c, &self.telemetry).await,
-                    None => log::info!("auto passthrough: no cluster {cluster} (NC)"),
-                }
+                let id = active.snapshot.cluster_id(&cluster);
+                self.forward_to(stream, id, &active, &conn).await;
                 None
             }
             SniTarget::Terminate(chain) => {
@@ -114,7 +180,7 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
                 };
                 let info = Arc::new(TlsConnection {
                     chain: chain.name.clone(),
-                    sni: hello.sni,
+                    sni: hello.sni.clone(),
                     peer: OnceLock::new(),
                 });
                 tls_connection::attach(&mut stream, info.clone());
@@ -122,7 +188,19 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
                 let tls_stream =
                     match tokio::time::timeout_at(deadline, acceptor.tls_handshake(stream)).await {
                         Ok(Ok(s)) => s,
-                        _ => return None,
+                        Ok(Err(e)) => {
+                            log::debug!("{local}: TLS handshake failed: {e}");
+                            self.telemetry
+                                .own
+                                .tls_handshake_failed(HandshakeFailure::Handshake);
+                            return None;
+                        }
+                        Err(_) => {
+                            self.telemetry
+                                .own
+                                .tls_handshake_failed(HandshakeFailure::Timeout);
+                            return None;
+                        }
                     };
                 let peer = tls_stream
                     .get_ssl()
@@ -144,7 +222,7 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
                     }
                     Terminated::Tcp(routes) => {
                         if let Some(r) = l4_route::select(routes, local) {
-                            self.forward(tls_stream, r, &active).await;
+                            self.forward(tls_stream, r, &active, &conn).await;
                         }
                         None
                     }
@@ -199,6 +277,7 @@ impl<H: HttpServerApp + Send + Sync + 'static> ServerApp for ListenerApp<H> {
             );
             return None;
         };
+        let _counted = self.open_gauges.get(&listener.address).map(Counted::new);
         match &listener.protocol {
             Protocol::Http(_) => {
                 let settings = limits.clone();
@@ -209,7 +288,15 @@ impl<H: HttpServerApp + Send + Sync + 'static> ServerApp for ListenerApp<H> {
             Protocol::Tcp(routes) => {
                 if let Some(r) = l4_route::select(routes, local) {
                     let r = r.clone();
-                    self.forward(stream, &r, &active).await;
+                    let remote = stream
+                        .get_socket_digest()
+                        .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
+                    let conn = crate::tcp::Downstream {
+                        local: Some(local),
+                        remote,
+                        sni: None,
+                    };
+                    self.forward(stream, &r, &active, &conn).await;
                 }
                 None
             }

@@ -61,6 +61,27 @@ pub struct ClusterSpec {
     pub endpoints: Vec<Endpoint>,
     #[serde(flatten)]
     pub policy: ClusterPolicy,
+    /// The service this cluster serves, as Istio's `destination_*` metric labels name it.
+    pub service: ServiceRef,
+}
+
+/// The registered service behind a cluster: what telemetry labels its traffic with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct ServiceRef {
+    /// The ServiceEntry host (`destination_service`).
+    pub host: String,
+    /// The ServiceEntry's namespace (`destination_service_namespace`).
+    pub namespace: String,
+    pub port: u32,
+    /// The DestinationRule subset, empty for none.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub subset: String,
+    /// The subset's `version` label, else the subset's name (`destination_version`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The subset's `app` label (`destination_app`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
 }
 
 /// What makes two clusters the same across config generations: a cluster whose name,
@@ -70,6 +91,7 @@ pub struct ClusterIdentity {
     name: String,
     endpoints: Vec<Endpoint>,
     policy: ClusterPolicy,
+    service: ServiceRef,
 }
 
 /// Istio's cluster name.
@@ -83,6 +105,7 @@ impl ClusterSpec {
             name,
             endpoints,
             policy: ClusterPolicy::default(),
+            service: ServiceRef::default(),
         }
     }
 
@@ -91,6 +114,7 @@ impl ClusterSpec {
             name: self.name.clone(),
             endpoints: self.endpoints.clone(),
             policy: self.policy.clone(),
+            service: self.service.clone(),
         }
     }
 }

@@ -23,6 +23,8 @@ pub enum RouteAction {
 pub struct Route {
     /// `VirtualService ns/name http[i]` (or the rule's name), for the config dump and logs.
     pub name: Arc<str>,
+    /// The rule's own `name`: Envoy's route name (`%ROUTE_NAME%`), as Istio sets it.
+    pub route_name: Option<Arc<str>>,
     /// ORed; empty matches every request.
     pub matches: Vec<RequestMatch>,
     pub action: RouteAction,

@@ -2,26 +2,46 @@
 //! and terminated TLS servers with `tcp` routes. The connection is opened by `upstream`'s
 //! connect path (one attempt, as Envoy's TCP proxy; a failure closes the client's
 //! connection with flag UF). Half-close is passed on; a connection with no bytes either
-//! way for the cluster's `idleTimeout` is closed. Each connection is reported to
-//! telemetry with its bytes.
+//! way for the cluster's `idleTimeout` is closed. Each connection is counted when it
+//! opens and reported with its bytes when it closes (Istio's TCP metrics, the access log).
 
 pub mod splice;
 
-use crate::telemetry::{ResponseFlags, TcpRecord, Telemetry};
+use crate::telemetry::{Destination, Exchange, ResponseFlags, Telemetry};
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::connect::{self, ConnectError};
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// Connects to an endpoint of `cluster` and splices `downstream` to it.
-pub async fn forward<S>(downstream: S, cluster: &ClusterState, telemetry: &Telemetry)
-where
+/// What the listener knows of the client's connection, for the access log.
+#[derive(Debug, Clone, Copy)]
+pub struct Downstream<'a> {
+    pub local: Option<SocketAddr>,
+    pub remote: Option<SocketAddr>,
+    /// The SNI of the ClientHello (passthrough and terminated TLS).
+    pub sni: Option<&'a str>,
+}
+
+/// Connects to an endpoint of `cluster` and splices `downstream` to it; `dest` is the
+/// cluster's metric series.
+pub async fn forward<S>(
+    downstream: S,
+    conn: &Downstream<'_>,
+    cluster: &ClusterState,
+    dest: &Destination,
+    telemetry: &Telemetry,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let started = Instant::now();
+    telemetry.tcp_opened(dest);
     let mut flags = ResponseFlags::default();
+    let (mut upstream_host, mut upstream_local) = (None, None);
     let (received, sent) = match connect::tcp(cluster).await {
         Ok(upstream) => {
+            upstream_host = upstream.peer_addr().ok();
+            upstream_local = upstream.local_addr().ok();
             splice::splice(downstream, upstream, cluster.spec.policy.tcp_idle_timeout).await
         }
         Err(e) => {
@@ -29,15 +49,37 @@ where
                 ConnectError::NoEndpoint => ResponseFlags::UH,
                 _ => ResponseFlags::UF,
             });
+            if let ConnectError::Timeout(a) | ConnectError::Failed(a, _) = e {
+                upstream_host = Some(a);
+            }
             log::info!("tcp {}: {e}", cluster.name());
             (0, 0)
         }
     };
-    telemetry.tcp(&TcpRecord {
-        cluster: cluster.name(),
-        received,
-        sent,
-        flags,
-        duration: started.elapsed(),
-    });
+    let mut e = exchange(conn, started);
+    e.flags = flags;
+    e.bytes_received = received;
+    e.bytes_sent = sent;
+    e.upstream_host = upstream_host;
+    e.upstream_local_address = upstream_local;
+    e.upstream_cluster = Some(cluster.name());
+    telemetry.tcp_closed(dest, &e);
+}
+
+/// A connection whose route names no cluster (Envoy's NC): closed, counted and logged.
+pub fn no_cluster(conn: &Downstream<'_>, telemetry: &Telemetry) {
+    let dest = telemetry.unknown();
+    telemetry.tcp_opened(dest);
+    let mut e = exchange(conn, Instant::now());
+    e.flags = ResponseFlags::NC;
+    telemetry.tcp_closed(dest, &e);
+}
+
+fn exchange<'a>(conn: &Downstream<'a>, started: Instant) -> Exchange<'a> {
+    let duration = started.elapsed();
+    let mut e = Exchange::new(SystemTime::now() - duration, duration);
+    e.downstream_local_address = conn.local;
+    e.downstream_remote_address = conn.remote;
+    e.requested_server_name = conn.sni;
+    e
 }

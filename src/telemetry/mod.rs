@@ -1,66 +1,184 @@
-//! Where the data paths report what happened, through one interface: the HTTP pipeline
-//! reports each request, the TCP proxy each connection. Records carry only values bounded
-//! by the config (cluster names, status codes, flags), never raw client input, so metrics
-//! built on them keep a bounded cardinality. The access log and Prometheus metrics
-//! (a later issue) are sinks of this interface; today it logs at debug level.
+//! Where the data paths report what happened: the HTTP pipeline reports each request,
+//! the TCP proxy each connection, as an [`Exchange`]. Two sinks read it: Istio's standard
+//! Prometheus metrics (`metrics`, lock-free counters found through the cluster the
+//! request went to) and the access log (`access_log`, formatted with Envoy's command
+//! operators and written by its own thread). Metric labels come from the config (the
+//! cluster's service, its subset) and from a bounded set of codes and flags, never from
+//! raw client input, so their cardinality is bounded by the config.
 
+pub mod access_log;
+mod exchange;
 mod flags;
+pub mod metrics;
+pub mod own;
+mod settings;
 
+pub use exchange::Exchange;
 pub use flags::ResponseFlags;
-use std::time::Duration;
+pub use metrics::{Destination, HttpSample, RequestProtocol};
+pub use settings::Settings;
 
-/// One HTTP request, as it ended.
-#[derive(Debug)]
-pub struct HttpRecord<'a> {
-    /// The route that took it (`VirtualService ns/name http[i]`), if any.
-    pub route: Option<&'a str>,
-    /// The cluster it was sent to, if any.
-    pub cluster: Option<&'a str>,
-    /// The status the client got (0: none was sent).
-    pub status: u16,
-    pub flags: ResponseFlags,
-    /// Upstream tries made.
-    pub attempts: u32,
-    pub duration: Duration,
+use crate::snapshot::cluster::{ClusterId, ClusterSpec};
+use crate::snapshot::Snapshot;
+use access_log::format::Format;
+use access_log::writer::Writer;
+use arc_swap::ArcSwap;
+use metrics::{DestinationLabels, IstioMetrics};
+use std::sync::Arc;
+
+/// The sink every data path reports to, one per process.
+pub struct Telemetry {
+    istio: IstioMetrics,
+    /// Each cluster of the serving snapshot's metric series, by [`ClusterId`].
+    bindings: ArcSwap<Bindings>,
+    access_log: Option<AccessLog>,
+    /// meshgate's own metrics (build, config, connections, TLS).
+    pub own: own::OwnMetrics,
 }
 
-/// One TCP or TLS-passthrough connection, as it ended.
-#[derive(Debug)]
-pub struct TcpRecord<'a> {
-    pub cluster: &'a str,
-    /// Bytes from the client (Istio's `istio_tcp_received_bytes_total`).
-    pub received: u64,
-    /// Bytes to the client (`istio_tcp_sent_bytes_total`).
-    pub sent: u64,
-    pub flags: ResponseFlags,
-    pub duration: Duration,
+struct AccessLog {
+    format: Format,
+    writer: Writer,
 }
 
-/// The sink every data path reports to.
-#[derive(Debug, Default)]
-pub struct Telemetry {}
+/// The series of every cluster of one snapshot, indexed like its clusters.
+#[derive(Default)]
+struct Bindings {
+    snapshot: Option<Arc<Snapshot>>,
+    by_cluster: Vec<Arc<Destination>>,
+}
 
 impl Telemetry {
-    pub fn http(&self, r: &HttpRecord) {
-        log::debug!(
-            "http route={} cluster={} status={} flags={} attempts={} duration_ms={}",
-            r.route.unwrap_or("-"),
-            r.cluster.unwrap_or("-"),
-            r.status,
-            r.flags.as_envoy(),
-            r.attempts,
-            r.duration.as_millis()
-        );
+    /// Opens the access log file, if one is configured; an unusable path is an error
+    /// naming it.
+    pub fn new(settings: Settings) -> Result<Telemetry, String> {
+        let own = own::OwnMetrics::new();
+        let access_log = match settings.access_log {
+            Some((path, format)) => {
+                let writer = Writer::open(&path, own.access_log_dropped.clone())
+                    .map_err(|e| format!("access log {}: {e}", path.display()))?;
+                Some(AccessLog { format, writer })
+            }
+            None => None,
+        };
+        Ok(Telemetry {
+            istio: IstioMetrics::new(settings.source),
+            bindings: ArcSwap::from_pointee(Bindings::default()),
+            access_log,
+            own,
+        })
     }
 
-    pub fn tcp(&self, r: &TcpRecord) {
-        log::debug!(
-            "tcp cluster={} received={} sent={} flags={} duration_ms={}",
-            r.cluster,
-            r.received,
-            r.sent,
-            r.flags.as_envoy(),
-            r.duration.as_millis()
-        );
+    /// Binds every cluster of `snapshot` to its series (series are kept by their labels,
+    /// so counters continue across a config change) before the snapshot serves.
+    pub fn adopt(&self, snapshot: &Arc<Snapshot>, generation: u64) {
+        let by_cluster = snapshot
+            .clusters
+            .iter()
+            .map(|c| self.istio.destination(labels_of(c)))
+            .collect();
+        self.bindings.store(Arc::new(Bindings {
+            snapshot: Some(snapshot.clone()),
+            by_cluster,
+        }));
+        self.own.config_adopted(generation);
     }
+
+    /// The series of cluster `id` of `snapshot`; Istio's `unknown` destination when the
+    /// request reached no cluster. A request that outlived a config change finds its
+    /// cluster's series by label (a lock, only then).
+    pub fn destination(&self, snapshot: &Arc<Snapshot>, id: Option<ClusterId>) -> Arc<Destination> {
+        let Some(id) = id else {
+            return self.istio.unknown().clone();
+        };
+        let b = self.bindings.load();
+        if b.snapshot
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, snapshot))
+        {
+            if let Some(d) = b.by_cluster.get(id.0 as usize) {
+                return d.clone();
+            }
+        }
+        match snapshot.cluster(id) {
+            Some(c) => self.istio.destination(labels_of(c)),
+            None => self.istio.unknown().clone(),
+        }
+    }
+
+    /// Istio's `unknown` destination (no route, no cluster).
+    pub fn unknown(&self) -> &Arc<Destination> {
+        self.istio.unknown()
+    }
+
+    /// Whether an access log is written (callers skip gathering what only it needs).
+    pub fn logs_access(&self) -> bool {
+        self.access_log.is_some()
+    }
+
+    /// One HTTP request ended.
+    pub fn http(&self, dest: &Destination, sample: &HttpSample, e: &Exchange) {
+        dest.http(sample);
+        self.log(e);
+    }
+
+    /// A TCP connection to `dest` was opened (Istio counts it at once).
+    pub fn tcp_opened(&self, dest: &Destination) {
+        dest.tcp_opened();
+    }
+
+    /// A TCP connection ended, with its bytes.
+    pub fn tcp_closed(&self, dest: &Destination, e: &Exchange) {
+        dest.tcp_closed(e.flags, e.bytes_received, e.bytes_sent);
+        self.log(e);
+    }
+
+    fn log(&self, e: &Exchange) {
+        if let Some(a) = &self.access_log {
+            let mut line = Vec::with_capacity(512);
+            a.format.write(e, &mut line);
+            a.writer.send(line);
+        }
+    }
+
+    /// `/stats/prometheus`: Istio's metrics, then meshgate's own.
+    pub fn render_prometheus(&self, out: &mut String) {
+        self.istio.render(out);
+        let bindings = self.bindings.load();
+        let mut certs: Vec<&std::path::Path> = bindings
+            .snapshot
+            .iter()
+            .flat_map(|s| s.server_tls())
+            .map(|(_, tls)| tls.files.cert.as_path())
+            .collect();
+        certs.sort();
+        certs.dedup();
+        self.own.certificates(certs);
+        self.own.render(out);
+    }
+}
+
+/// A cluster's `destination_*` labels: its service host, the host's short name (the
+/// first label of a Kubernetes service name, else the host as Istio reports a
+/// ServiceEntry host), namespace, subset version and port.
+fn labels_of(c: &ClusterSpec) -> DestinationLabels {
+    let s = &c.service;
+    let mut l = DestinationLabels::unknown();
+    if s.host.is_empty() {
+        return l;
+    }
+    l.service = s.host.clone();
+    l.service_name = match s.host.split_once(".svc.") {
+        Some((name_ns, _)) => name_ns.split('.').next().unwrap_or(&s.host).to_string(),
+        None => s.host.clone(),
+    };
+    l.service_namespace = s.namespace.clone();
+    if let Some(v) = &s.version {
+        l.version = v.clone();
+    }
+    if let Some(a) = &s.app {
+        l.app = a.clone();
+    }
+    l.port = s.port.to_string();
+    l
 }

@@ -724,8 +724,12 @@ fn mesh_config() {
     ));
     assert!(
         w.iter()
-            .any(|l| l.starts_with("spec.accessLogFile: not supported by meshgate")),
+            .any(|l| l.starts_with("spec.outboundTrafficPolicy: not supported by meshgate")),
         "{w:?}"
+    );
+    assert!(
+        !w.iter().any(|l| l.contains("accessLog")),
+        "the access log is written: {w:?}"
     );
     let w = warnings(&mc("  adminAddress: 0.0.0.0:15000"));
     assert!(

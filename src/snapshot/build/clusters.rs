@@ -88,6 +88,17 @@ pub(super) fn ensure_cluster(
     cluster.policy.tcp_idle_timeout = cluster::tcp_idle_timeout(dr, &subset, port.number);
     cluster.policy.http2 = cluster::speaks_http2(dr, &subset, port);
     cluster.policy.connect_timeout = cluster::connect_timeout(dr, &subset, port.number);
+    cluster.service = cluster::ServiceRef {
+        host: fqdn.clone(),
+        namespace: ser.namespace.clone(),
+        port: port.number,
+        version: subset_labels
+            .get("version")
+            .cloned()
+            .or_else(|| (!subset.is_empty()).then(|| subset.clone())),
+        app: subset_labels.get("app").cloned(),
+        subset,
+    };
     let id = ClusterId(snap.clusters.len() as u32);
     snap.clusters.push(Arc::new(cluster));
     snap.cluster_ids.insert(name.clone(), id);

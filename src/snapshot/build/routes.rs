@@ -215,6 +215,7 @@ pub(super) fn compile_route(
     }
     Some(Route {
         name: name.into(),
+        route_name: r.name.as_deref().map(Into::into),
         matches,
         action,
         policy,
