@@ -622,7 +622,13 @@ fn custom_access_log_format_and_bad_formats_are_refused_naming_the_field() {
         200
     );
     assert_eq!(get(r.http, "nobody.example.org", "/", &[]).status, 404);
-    let lines = log_lines(&r.log_path(), 2);
+    // A head too large is refused before the pipeline sees it: still logged and counted.
+    let big = format!(
+        "GET / HTTP/1.1\r\nhost: {HOST}\r\nx-big: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    assert_eq!(raw(r.http, big.as_bytes()).map(|r| r.status), Some(431));
+    let lines = log_lines(&r.log_path(), 3);
     let f: Vec<&str> = lines[0].split(' ').collect();
     assert_eq!(
         &f[..5],
@@ -637,6 +643,14 @@ fn custom_access_log_format_and_bad_formats_are_refused_naming_the_field() {
     let t: u64 = f[5].parse().unwrap();
     assert!(t >= before && t <= before + 5, "{t} vs {before}");
     assert!(lines[1].starts_with("GET - 404 NR - "), "{}", lines[1]);
+    assert!(lines[2].starts_with("- - 431 DPE - "), "{}", lines[2]);
+    let (_, s) = scrape(r.gw.admin);
+    let refused = [
+        ("destination_service", "unknown"),
+        ("response_code", "431"),
+        ("response_flags", "DPE"),
+    ];
+    assert_eq!(value(&s, "istio_requests_total", &refused), 1.0);
 
     // A format that does not compile: `validate` and `run` refuse it, naming the file,
     // the MeshConfig and the field.

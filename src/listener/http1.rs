@@ -8,12 +8,14 @@
 
 use super::replay::Replay;
 use crate::snapshot::settings::DownstreamSettings;
+use crate::telemetry::{Exchange, ResponseFlags, Telemetry};
 use bytes::BytesMut;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -99,6 +101,27 @@ async fn refuse(mut stream: Stream, status: &str) {
     .await;
 }
 
+/// Reports a request refused here: Istio counts it (destination `unknown`) and the
+/// access log has a line for it, as Envoy's codec errors have (flag DPE for a head too
+/// large).
+fn report_refused(t: &Telemetry, stream: &Stream, status: u16, details: &'static str, tls: bool) {
+    let digest = stream.get_socket_digest();
+    let addr = |a: Option<&pingora::protocols::l4::socket::SocketAddr>| {
+        a.and_then(|a| a.as_inet()).copied()
+    };
+    let mut e = Exchange::new(SystemTime::now(), Duration::ZERO);
+    e.protocol = Some("HTTP/1.1");
+    e.scheme = Some(if tls { "https" } else { "http" });
+    e.response_code = Some(status);
+    if status == 431 {
+        e.flags = ResponseFlags::DPE;
+    }
+    e.response_code_details = Some(details);
+    e.downstream_local_address = digest.as_ref().and_then(|d| addr(d.local_addr()));
+    e.downstream_remote_address = digest.as_ref().and_then(|d| addr(d.peer_addr()));
+    t.http_refused(&e);
+}
+
 /// Serves the HTTP requests of one connection (plain, or TLS already terminated) with
 /// `app` (Pingora's proxy). `accepted` is when the connection arrived.
 pub async fn serve<H>(
@@ -107,6 +130,7 @@ pub async fn serve<H>(
     settings: &DownstreamSettings,
     accepted: Instant,
     shutdown: &ShutdownWatch,
+    telemetry: &Telemetry,
 ) -> Option<Stream>
 where
     H: HttpServerApp + Send + Sync + 'static,
@@ -139,10 +163,12 @@ where
         match head {
             Head::Closed => return None,
             Head::TimedOut => {
+                report_refused(telemetry, &stream, 408, "request_header_timeout", tls);
                 refuse(stream, "408 Request Timeout").await;
                 return None;
             }
             Head::TooLarge => {
+                report_refused(telemetry, &stream, 431, "http1.headers_too_large", tls);
                 refuse(stream, "431 Request Header Fields Too Large").await;
                 return None;
             }

@@ -217,6 +217,7 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
                             &settings,
                             accepted,
                             shutdown,
+                            &self.telemetry,
                         )
                         .await
                     }
@@ -282,7 +283,15 @@ impl<H: HttpServerApp + Send + Sync + 'static> ServerApp for ListenerApp<H> {
             Protocol::Http(_) => {
                 let settings = limits.clone();
                 drop(active);
-                http1::serve(&self.http, stream, &settings, accepted, shutdown).await
+                http1::serve(
+                    &self.http,
+                    stream,
+                    &settings,
+                    accepted,
+                    shutdown,
+                    &self.telemetry,
+                )
+                .await
             }
             Protocol::Tls(_) => self.tls(stream, local, active, accepted, shutdown).await,
             Protocol::Tcp(routes) => {

@@ -122,6 +122,21 @@ impl Telemetry {
         self.log(e);
     }
 
+    /// A request the gateway answered before the HTTP pipeline saw it (a head too large
+    /// or too slow): counted against `unknown`, logged with what is known.
+    pub fn http_refused(&self, e: &Exchange) {
+        self.istio.unknown().http(&HttpSample {
+            protocol: RequestProtocol::Http,
+            response_code: e.response_code.unwrap_or(0),
+            flags: e.flags,
+            grpc_status: None,
+            duration: e.duration,
+            request_bytes: 0,
+            response_bytes: 0,
+        });
+        self.log(e);
+    }
+
     /// A TCP connection to `dest` was opened (Istio counts it at once).
     pub fn tcp_opened(&self, dest: &Destination) {
         dest.tcp_opened();
