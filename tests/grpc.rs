@@ -67,6 +67,53 @@ async fn grpc_round_trip_and_grpc_status_abort() {
     let status = client.check(req).await.expect_err("aborted by the fault");
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert_eq!(status.message(), "fault filter abort");
+
+    // Istio's gRPC metrics: the call's status and its messages each way (one each).
+    let admin = gw.admin;
+    let text = tokio::task::spawn_blocking(move || {
+        common::net::get(admin, "admin", "/stats/prometheus", &[]).text()
+    })
+    .await
+    .unwrap();
+    let sample = |name: &str, labels: &[&str]| -> Option<String> {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_string)
+    };
+    let ok = [
+        "destination_service=\"health.internal\"",
+        "request_protocol=\"grpc\"",
+        "grpc_response_status=\"0\"",
+        "response_code=\"200\"",
+    ];
+    assert_eq!(
+        sample("istio_requests_total", &ok).as_deref(),
+        Some("1"),
+        "{text}"
+    );
+    assert_eq!(
+        sample("istio_request_messages_total", &ok).as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        sample("istio_response_messages_total", &ok).as_deref(),
+        Some("1")
+    );
+    let aborted = [
+        "destination_service=\"health.internal\"",
+        "grpc_response_status=\"14\"",
+        "response_flags=\"FI\"",
+    ];
+    assert_eq!(
+        sample("istio_requests_total", &aborted).as_deref(),
+        Some("1"),
+        "{text}"
+    );
+    assert_eq!(
+        sample("istio_response_messages_total", &aborted).as_deref(),
+        Some("0")
+    );
     drop(gw);
 }
 

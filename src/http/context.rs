@@ -1,5 +1,6 @@
 //! Per-request state carried through the pipeline's phases.
 
+use super::grpc_messages::MessageCounter;
 use super::retry::RetryState;
 use crate::snapshot::route_table::Route;
 use crate::telemetry::Destination;
@@ -49,6 +50,8 @@ pub struct RequestContext {
     pub grpc_status: Option<u32>,
     /// The local address of the upstream connection (`%UPSTREAM_LOCAL_ADDRESS%`).
     pub upstream_local: Option<SocketAddr>,
+    /// gRPC messages counted (request, response), for a gRPC request.
+    pub grpc_messages: Option<(MessageCounter, MessageCounter)>,
 }
 
 impl Default for RequestContext {
@@ -70,6 +73,7 @@ impl Default for RequestContext {
             details: None,
             grpc_status: None,
             upstream_local: None,
+            grpc_messages: None,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod context;
 mod cors;
 mod fault;
 mod forwarding;
+mod grpc_messages;
 pub mod header_ops;
 pub mod local_reply;
 pub mod mirror;
@@ -126,6 +127,9 @@ impl ProxyHttp for GatewayProxy {
             ctx.details = Some("path_normalization_failed");
             local_reply(session, 400, b"").await?;
             return Ok(true);
+        }
+        if is_grpc(session.req_header()) {
+            ctx.grpc_messages = Some(Default::default());
         }
         let local = session
             .server_addr()
@@ -248,6 +252,9 @@ impl ProxyHttp for GatewayProxy {
         end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        if let (Some(g), Some(b)) = (ctx.grpc_messages.as_mut(), body.as_ref()) {
+            g.0.feed(b);
+        }
         let Some(m) = ctx.mirror.as_mut() else {
             return Ok(());
         };
@@ -388,6 +395,19 @@ impl ProxyHttp for GatewayProxy {
             }
         }
         header_ops::apply(&policy.headers.response, resp)
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<Option<std::time::Duration>> {
+        if let (Some(g), Some(b)) = (ctx.grpc_messages.as_mut(), body.as_ref()) {
+            g.1.feed(b);
+        }
+        Ok(None)
     }
 
     fn upstream_response_trailer_filter(

@@ -30,10 +30,7 @@ pub fn report(
         }
     }
     let req = session.req_header();
-    let grpc = req
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let grpc = ctx.grpc_messages.as_ref();
     let grpc_status = ctx.grpc_status.or_else(|| {
         response
             .and_then(|r| r.headers.get("grpc-status"))
@@ -44,17 +41,19 @@ pub fn report(
     let (received, sent) = (http.body_bytes_read() as u64, http.body_bytes_sent() as u64);
     let duration = ctx.started.elapsed();
     let sample = HttpSample {
-        protocol: if grpc {
+        protocol: if grpc.is_some() {
             RequestProtocol::Grpc
         } else {
             RequestProtocol::Http
         },
         response_code: status,
         flags,
-        grpc_status: if grpc { grpc_status } else { None },
+        grpc_status: grpc.and(grpc_status),
         duration,
         request_bytes: received,
         response_bytes: sent,
+        request_messages: grpc.map_or(0, |g| g.0.count),
+        response_messages: grpc.map_or(0, |g| g.1.count),
     };
     let dest = ctx.telemetry.as_deref().unwrap_or(telemetry.unknown());
     if !telemetry.logs_access() {

@@ -133,6 +133,8 @@ impl Telemetry {
             duration: e.duration,
             request_bytes: 0,
             response_bytes: 0,
+            request_messages: 0,
+            response_messages: 0,
         });
         self.log(e);
     }

@@ -105,6 +105,9 @@ pub struct HttpSample {
     pub duration: Duration,
     pub request_bytes: u64,
     pub response_bytes: u64,
+    /// gRPC messages from the client and to it (0 for HTTP).
+    pub request_messages: u64,
+    pub response_messages: u64,
 }
 
 /// Every series of one destination.
@@ -146,6 +149,14 @@ impl Destination {
         series.duration.record(ms);
         series.request_bytes.record(s.request_bytes);
         series.response_bytes.record(s.response_bytes);
+        if protocol == Protocol::Grpc {
+            series
+                .request_messages
+                .fetch_add(s.request_messages, Relaxed);
+            series
+                .response_messages
+                .fetch_add(s.response_messages, Relaxed);
+        }
     }
 
     /// Counts a TCP connection opened (`istio_tcp_connections_opened_total`), under
@@ -331,6 +342,8 @@ mod tests {
             duration: Duration::from_millis(ms),
             request_bytes: req,
             response_bytes: resp,
+            request_messages: 0,
+            response_messages: 0,
         }
     }
 

@@ -144,7 +144,7 @@ fn histogram<'s>(
     }
 }
 
-/// Appends the eight families, in the order of Istio's documentation.
+/// Appends the ten families, in the order of Istio's documentation.
 pub(crate) fn render(out: &mut String, dests: &[DestinationSnapshot<'_>]) {
     let requests = || {
         dests
@@ -180,6 +180,19 @@ pub(crate) fn render(out: &mut String, dests: &[DestinationSnapshot<'_>]) {
         "istio_response_bytes",
         "Response sizes in bytes.",
         requests().map(|(l, k, v)| (l, k, &v.response_bytes)),
+    );
+    let grpc = || requests().filter(|(_, k, _)| k.protocol == Protocol::Grpc);
+    counter(
+        out,
+        "istio_request_messages_total",
+        "gRPC messages received from clients.",
+        grpc().map(|(l, k, v)| (l, k, v.request_messages)),
+    );
+    counter(
+        out,
+        "istio_response_messages_total",
+        "gRPC messages sent to clients.",
+        grpc().map(|(l, k, v)| (l, k, v.response_messages)),
     );
     counter(
         out,

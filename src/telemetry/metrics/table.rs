@@ -172,6 +172,10 @@ pub(crate) struct RequestValues {
     pub(crate) duration: Histogram,
     pub(crate) request_bytes: Histogram,
     pub(crate) response_bytes: Histogram,
+    /// gRPC messages each way (`istio_request_messages_total`,
+    /// `istio_response_messages_total`); rendered for gRPC series only.
+    pub(crate) request_messages: AtomicU64,
+    pub(crate) response_messages: AtomicU64,
 }
 
 impl RequestValues {
@@ -180,6 +184,8 @@ impl RequestValues {
             duration: self.duration.snapshot(),
             request_bytes: self.request_bytes.snapshot(),
             response_bytes: self.response_bytes.snapshot(),
+            request_messages: self.request_messages.load(Relaxed),
+            response_messages: self.response_messages.load(Relaxed),
         }
     }
 }
@@ -190,6 +196,8 @@ pub(crate) struct RequestSnapshot {
     pub(crate) duration: HistogramSnapshot,
     pub(crate) request_bytes: HistogramSnapshot,
     pub(crate) response_bytes: HistogramSnapshot,
+    pub(crate) request_messages: u64,
+    pub(crate) response_messages: u64,
 }
 
 /// A TCP series: Istio's four `istio_tcp_*` counters.
