@@ -12,6 +12,8 @@ use arc_swap::ArcSwap;
 use pingora::apps::HttpServerOptions;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,6 +86,10 @@ pub fn serve(snapshot: Snapshot, admin: &str, telemetry: Telemetry) -> ! {
         server.add_service(gateway);
     }
     credential_refresher(shared.clone());
+    server.add_service(background_service(
+        "access log flush at shutdown",
+        FlushOnShutdown(telemetry.clone()),
+    ));
 
     let mut admin_service = Service::new(
         "meshgate admin".to_string(),
@@ -145,4 +151,26 @@ fn reopen_on_sigusr1() {
             }
         })
     });
+}
+
+/// Writes the access log's last lines (up to a second's worth wait in its buffer) when
+/// the server shuts down; a disk that does not answer within 2 s is given up on.
+struct FlushOnShutdown(Arc<Telemetry>);
+
+#[async_trait::async_trait]
+impl BackgroundService for FlushOnShutdown {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+        let telemetry = self.0.clone();
+        let (done, flushed) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            telemetry.flush();
+            let _ = done.send(());
+        });
+        let _ = tokio::time::timeout(Duration::from_secs(2), flushed).await;
+    }
 }

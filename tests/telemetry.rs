@@ -670,3 +670,28 @@ fn custom_access_log_format_and_bad_formats_are_refused_naming_the_field() {
     let run = Gateway::try_start(&dir);
     assert!(run.is_err(), "run refuses it too");
 }
+
+#[test]
+fn lines_still_buffered_are_written_when_the_gateway_stops() {
+    let b = Backends::start();
+    let mut r = start(
+        "telemetry-flush",
+        &b,
+        "  accessLogFile: access.log\n  accessLogFormat: \"%REQ(:PATH)% %RESPONSE_CODE%\\n\"\n",
+    );
+    assert_eq!(get(r.http, HOST, "/v1/last", &[]).status, 200);
+    // At once: the writer flushes each second, so the line is most likely still buffered.
+    let pid = r.gw.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let t = Instant::now();
+    while r.gw.child.try_wait().unwrap().is_none() {
+        assert!(t.elapsed() < Duration::from_secs(15), "still running");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = std::fs::read_to_string(r.log_path()).unwrap_or_default();
+    assert_eq!(text, "/v1/last 200\n");
+}

@@ -150,11 +150,26 @@ impl Telemetry {
         self.log(e);
     }
 
+    /// Formats the line into this thread's own buffer (no allocation once it has grown)
+    /// and hands it to the writer.
     fn log(&self, e: &Exchange) {
+        thread_local! {
+            static LINE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(1024));
+        }
         if let Some(a) = &self.access_log {
-            let mut line = Vec::with_capacity(512);
-            a.format.write(e, &mut line);
-            a.writer.send(line);
+            LINE.with(|l| {
+                let mut line = l.borrow_mut();
+                line.clear();
+                a.format.write(e, &mut line);
+                a.writer.send(&line);
+            });
+        }
+    }
+
+    /// Writes the access log's pending lines now (at shutdown).
+    pub fn flush(&self) {
+        if let Some(a) = &self.access_log {
+            a.writer.flush();
         }
     }
 
