@@ -1,9 +1,11 @@
 //! The admin listener: `GET /ready` (200 once every gateway listener accepts
 //! connections, 503 before), `GET /config_dump` (the active snapshot as JSON),
 //! `GET /stats/prometheus` and `/metrics` (Istio's metrics and meshgate's own, Prometheus
-//! text format), `GET /stats` (the same counters as Envoy's plain `name: value` lines)
-//! and `GET /server_info` (version, uptime, config generation).
+//! text format), `GET /stats` (the same counters as Envoy's plain `name: value` lines),
+//! `GET /server_info` (version, uptime, config generation) and `GET /explain?...` (how the
+//! live snapshot routes a request, as `meshgate explain` prints it).
 
+use crate::snapshot::explain;
 use crate::snapshot::l4_route::L4Route;
 use crate::snapshot::route_table::{RouteAction, RouteTable};
 use crate::snapshot::sni_router::{ChainAction, Terminated};
@@ -27,6 +29,8 @@ pub struct AdminApp {
     pub active: Arc<ArcSwap<Generation>>,
     telemetry: Arc<Telemetry>,
     ready: AtomicBool,
+    /// Set when a stop begins: `/ready` answers 503 so load balancers move away.
+    draining: Arc<AtomicBool>,
     started: Instant,
 }
 
@@ -36,8 +40,15 @@ impl AdminApp {
             active,
             telemetry,
             ready: AtomicBool::new(false),
+            draining: Arc::default(),
             started: Instant::now(),
         }
+    }
+
+    /// `/ready` follows `draining` (set by the server when it starts to stop).
+    pub fn with_draining(mut self, draining: Arc<AtomicBool>) -> AdminApp {
+        self.draining = draining;
+        self
     }
 
     /// Prometheus text: telemetry's families, then each cluster's upstream counters.
@@ -52,7 +63,13 @@ impl AdminApp {
     fn server_info(&self) -> Value {
         json!({
             "version": env!("CARGO_PKG_VERSION"),
-            "state": if self.ready.load(Ordering::Relaxed) { "LIVE" } else { "PRE_INITIALIZING" },
+            "state": if self.draining.load(Ordering::Relaxed) {
+                "DRAINING"
+            } else if self.ready.load(Ordering::Relaxed) {
+                "LIVE"
+            } else {
+                "PRE_INITIALIZING"
+            },
             "uptime_current_epoch": format!("{}s", self.started.elapsed().as_secs()),
             "config_generation": self.telemetry.own.generation(),
             "config_loaded": self.telemetry.own.loaded_at(),
@@ -225,6 +242,37 @@ pub fn config_dump(s: &Snapshot) -> Value {
     })
 }
 
+/// `meshgate explain` against snapshot `s`, with the pipeline's path normalization
+/// (MeshConfig `pathNormalization`). `Err`: the request is not explainable as asked.
+pub fn explain(s: &Snapshot, q: &explain::Query) -> Result<explain::Explanation, String> {
+    let mode = s.downstream.path_normalization;
+    let normalize = |p: &str| match crate::http::normalize::normalize(p.as_bytes(), mode) {
+        Ok(None) => Ok(p.to_string()),
+        Ok(Some(n)) => Ok(String::from_utf8_lossy(&n).into_owned()),
+        Err(_) => Err("Envoy's normalize_path refuses it (a NUL, raw or %00)".to_string()),
+    };
+    explain::explain(s, q, &normalize)
+}
+
+/// `GET /explain?host=..&path=..&method=..&port=..&sni=..&header=K:V`: the trace as text,
+/// its outcome in `x-meshgate-explain` (`routed`, `answered`, `refused`); 400 for a
+/// query that does not name an explainable request.
+fn explain_response(s: &Snapshot, query: &str) -> Response<Vec<u8>> {
+    match explain::Query::from_query_string(query).and_then(|q| explain(s, &q)) {
+        Ok(e) => {
+            let body = e.text().into_bytes();
+            Response::builder()
+                .status(200)
+                .header("content-type", "text/plain; charset=utf-8")
+                .header("content-length", body.len())
+                .header("x-meshgate-explain", e.outcome.as_str())
+                .body(body)
+                .unwrap_or_else(|_| Response::new(Vec::new()))
+        }
+        Err(e) => response(400, "text/plain", format!("explain: {e}\n").into_bytes()),
+    }
+}
+
 fn response(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
     Response::builder()
         .status(status)
@@ -239,6 +287,9 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
         match path.as_str() {
+            "/ready" if self.draining.load(Ordering::Relaxed) => {
+                response(503, "text/plain", b"DRAINING\n".to_vec())
+            }
             "/ready" => {
                 if self.is_ready().await {
                     response(200, "text/plain", b"LIVE\n".to_vec())
@@ -261,14 +312,20 @@ impl ServeHttp for AdminApp {
                 response(200, "application/json", body)
             }
             "/config_dump" => {
-                let dump = config_dump(&self.active.load().snapshot);
+                let mut dump = config_dump(&self.active.load().snapshot);
+                dump["generation"] = json!(self.telemetry.own.generation());
+                dump["loaded_at"] = json!(self.telemetry.own.loaded_at());
                 let body = serde_json::to_vec_pretty(&dump).unwrap_or_default();
                 response(200, "application/json", body)
             }
+            "/explain" => explain_response(
+                &self.active.load().snapshot,
+                session.req_header().uri.query().unwrap_or(""),
+            ),
             _ => response(
                 404,
                 "text/plain",
-                b"not found: try /ready, /config_dump, /stats/prometheus, /stats or /server_info\n"
+                b"not found: try /ready, /config_dump, /stats/prometheus, /stats, /server_info or /explain\n"
                     .to_vec(),
             ),
         }

@@ -26,6 +26,9 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Serve the Gateways whose selector matches this instance's labels.
     Run(RunArgs),
+    /// Explain how a request is routed, step by step (beyond Istio).
+    #[command(after_help = EXPLAIN_HELP)]
+    Explain(ExplainArgs),
     /// Print the version.
     Version,
 }
@@ -62,6 +65,74 @@ pub struct RunArgs {
     pub labels: Vec<(String, String)>,
 }
 
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The request's Host (a port in it picks the listener); default the SNI.
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// The path, with its query string if any [default: /].
+    #[arg(long, value_name = "PATH", value_parser = parse_explain_path)]
+    pub path: Option<String>,
+    /// The method [default: GET].
+    #[arg(long, value_name = "METHOD", value_parser = parse_explain_method)]
+    pub method: Option<String>,
+    /// A request header (NAME=VALUE, repeatable).
+    #[arg(long = "header", value_name = "NAME=VALUE", value_parser = crate::snapshot::explain::parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// The listener: PORT, or ADDR:PORT [default: the Host's port, else the only listener].
+    #[arg(long, value_name = "PORT", value_parser = parse_explain_port)]
+    pub port: Option<String>,
+    /// The request comes over TLS with this SNI (server name).
+    #[arg(long, value_name = "NAME")]
+    pub sni: Option<String>,
+    /// A YAML file or directory, read and compiled as `run` does; repeatable [default: /etc/meshgate].
+    #[arg(long = "config", value_name = "PATH", conflicts_with = "admin")]
+    pub config: Vec<PathBuf>,
+    /// This instance's labels (KEY=VALUE, repeatable), with --config.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label, conflicts_with = "admin")]
+    pub labels: Vec<(String, String)>,
+    /// Ask the running instance whose admin listener is ADDR (its live config) instead.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
+}
+
+const EXPLAIN_HELP: &str = "\
+The decision is printed on stdout, one line per step (`step: what and why`): the request,
+the listener, for TLS the filter chain the SNI picks (exact, wildcard, *, or the port's
+first terminating server), the virtual host and why, each rule tried in order and the
+condition that failed, the chosen route's pipeline (CORS, fault, redirect or direct
+response, rewrite, headers, timeout, retries, mirrors), each destination with its weight,
+its cluster's policy and endpoints, and a closing `result:` line.
+
+Exit status: 0 when a route or a direct answer (redirect, direct response, httpsRedirect,
+CORS preflight, fault abort) is found, even if its destination then gets 503 NC or UH;
+3 when none is (404 NR, 400, a refused or closed connection); 1 for an invalid config or
+an admin listener that cannot answer; 2 for bad arguments.
+
+Examples:
+  meshgate explain --config conf/ --host bookinfo.example.com:8080 --path /reviews/1 --header end-user=jason
+  meshgate explain --admin 127.0.0.1:15000 --port 443 --sni www.example.com --path /";
+
+fn parse_explain_path(s: &str) -> Result<String, String> {
+    let q = crate::snapshot::explain::Query {
+        path: Some(s.to_string()),
+        ..Default::default()
+    };
+    q.check().map(|()| s.to_string())
+}
+
+fn parse_explain_method(s: &str) -> Result<String, String> {
+    let q = crate::snapshot::explain::Query {
+        method: Some(s.to_string()),
+        ..Default::default()
+    };
+    q.check().map(|()| s.to_string())
+}
+
+fn parse_explain_port(s: &str) -> Result<String, String> {
+    crate::snapshot::explain::parse_listener(s).map(|_| s.to_string())
+}
+
 /// Parses `KEY=VALUE`.
 pub fn parse_label(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
@@ -82,6 +153,7 @@ pub fn run(cli: Cli) -> i32 {
             0
         }
         Command::Validate(args) => validate(&args),
+        Command::Explain(args) => explain(&args),
         Command::Run(args) => {
             crate::logger::init(cli.log_level.as_deref());
             let mut checked = config::load_and_check(&args.config, &args.labels);
@@ -113,7 +185,11 @@ pub fn run(cli: Cli) -> i32 {
                 }
             };
             let snapshot = crate::snapshot::compile(&checked.config, &labels);
-            crate::server::serve(snapshot, &admin, telemetry)
+            let source = crate::server::Source {
+                paths: args.config.clone(),
+                cli_labels: args.labels.clone(),
+            };
+            crate::server::serve(snapshot, &admin, telemetry, source)
         }
     }
 }
@@ -128,6 +204,112 @@ fn validate(args: &ValidateArgs) -> i32 {
         let _ = out.write_all(print_model(&checked).as_bytes());
     }
     i32::from(failed)
+}
+
+/// `meshgate explain`: the trace on stdout; exit 0 (found), 3 (refused), 1, 2.
+fn explain(args: &ExplainArgs) -> i32 {
+    let q = crate::snapshot::explain::Query {
+        host: args.host.clone(),
+        path: args.path.clone(),
+        method: args.method.clone(),
+        headers: args.headers.clone(),
+        port: args.port.clone(),
+        sni: args.sni.clone(),
+    };
+    let (text, found) = match &args.admin {
+        Some(addr) => match explain_remote(addr, &q) {
+            Ok(r) => r,
+            Err((code, e)) => {
+                eprintln!("meshgate explain: {e}");
+                return code;
+            }
+        },
+        None => {
+            let paths = if args.config.is_empty() {
+                vec![PathBuf::from("/etc/meshgate")]
+            } else {
+                args.config.clone()
+            };
+            let checked = config::load_and_check(&paths, &args.labels);
+            if checked.has_errors() {
+                report(&checked, false, true);
+                eprintln!("meshgate explain: the configuration is invalid");
+                return 1;
+            }
+            let labels = checked.config.instance_labels(&args.labels);
+            let snapshot = crate::snapshot::compile(&checked.config, &labels);
+            match crate::admin::explain(&snapshot, &q) {
+                Ok(e) => (e.text(), e.outcome.found()),
+                Err(e) => {
+                    eprintln!("meshgate explain: {e}");
+                    return 2;
+                }
+            }
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    if found {
+        0
+    } else {
+        3
+    }
+}
+
+/// `GET /explain?...` on a running instance's admin listener: (the trace, found), or
+/// (exit code, why not).
+fn explain_remote(
+    addr: &str,
+    q: &crate::snapshot::explain::Query,
+) -> Result<(String, bool), (i32, String)> {
+    use std::io::Read;
+    use std::time::Duration;
+    let fail = |e: std::io::Error| (1, format!("admin listener {addr}: {e}"));
+    let mut conn = std::net::TcpStream::connect(addr).map_err(fail)?;
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(fail)?;
+    let request = format!(
+        "GET /explain?{} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n",
+        q.to_query_string()
+    );
+    conn.write_all(request.as_bytes()).map_err(fail)?;
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).map_err(fail)?;
+    let answer = String::from_utf8_lossy(&answer);
+    let Some((head, body)) = answer.split_once("\r\n\r\n") else {
+        return Err((1, format!("admin listener {addr}: no HTTP answer")));
+    };
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse::<u16>().ok())
+        .unwrap_or(0);
+    let header = |name: &str| {
+        head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    };
+    let body = match header("content-length").and_then(|n| n.parse::<usize>().ok()) {
+        Some(n) => body.get(..n).unwrap_or(body),
+        None => body,
+    };
+    match (status, header("x-meshgate-explain")) {
+        (200, Some(outcome)) => Ok((body.to_string(), outcome != "refused")),
+        (400, _) => Err((
+            2,
+            body.trim_end().trim_start_matches("explain: ").to_string(),
+        )),
+        (404, _) | (200, None) => Err((
+            1,
+            format!("admin listener {addr} has no /explain (an older meshgate?)"),
+        )),
+        (s, _) => Err((
+            1,
+            format!("admin listener {addr} answered {s}: {}", body.trim_end()),
+        )),
+    }
 }
 
 /// Telemetry's settings (the access log format compiled); a format that does not compile

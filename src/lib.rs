@@ -4,9 +4,12 @@
 //! Layout follows the path configuration and requests take:
 //! - [`config`]: Istio YAML → typed model → validation → analysis.
 //! - [`snapshot`]: the validated config compiled into listeners, route tables, clusters.
-//! - [`proxy`]: the HTTP pipeline on Pingora's `ProxyHttp` hooks.
-//! - [`admin`]: readiness and config dump; [`server`]: assembles the Pingora server.
-//! - [`cli`]: the command line (`validate`, `run`, `version`).
+//! - [`upstream`]: cluster state and the connect path; [`telemetry`]: metrics, access log.
+//! - [`listener`]: accepting connections; [`http`]: the HTTP pipeline on Pingora's
+//!   `ProxyHttp` hooks; [`tcp`]: TCP and passthrough TLS.
+//! - [`admin`]: readiness, config dump, stats; [`server`]: assembles the Pingora server,
+//!   reloads and drains it.
+//! - [`cli`]: the command line.
 
 pub mod admin;
 pub mod cli;
@@ -14,6 +17,7 @@ pub mod config;
 pub mod http;
 pub mod listener;
 pub mod logger;
+pub mod notify;
 pub mod rng;
 pub mod server;
 pub mod snapshot;

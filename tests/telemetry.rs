@@ -677,7 +677,7 @@ fn lines_still_buffered_are_written_when_the_gateway_stops() {
     let mut r = start(
         "telemetry-flush",
         &b,
-        "  accessLogFile: access.log\n  accessLogFormat: \"%REQ(:PATH)% %RESPONSE_CODE%\\n\"\n",
+        "  accessLogFile: access.log\n  drainDuration: 100ms\n  accessLogFormat: \"%REQ(:PATH)% %RESPONSE_CODE%\\n\"\n",
     );
     assert_eq!(get(r.http, HOST, "/v1/last", &[]).status, 200);
     // At once: the writer flushes each second, so the line is most likely still buffered.

@@ -151,15 +151,40 @@ where
         } else {
             (Instant::now() + settings.idle_timeout, None)
         };
-        let head = read_head(
-            &mut stream,
-            &mut buf,
-            first_byte_by,
-            complete_by,
-            settings,
-            h2c && first,
-        )
-        .await;
+        let head = if first {
+            read_head(
+                &mut stream,
+                &mut buf,
+                first_byte_by,
+                complete_by,
+                settings,
+                h2c,
+            )
+            .await
+        } else {
+            // Waiting for the next request on a kept-alive connection: a drain closes it
+            // unless a request has started arriving.
+            let mut draining = shutdown.clone();
+            let waited = tokio::select! {
+                h = read_head(&mut stream, &mut buf, first_byte_by, complete_by, settings, false) => Some(h),
+                _ = draining.wait_for(|stop| *stop) => None,
+            };
+            match waited {
+                Some(h) => h,
+                None if buf.is_empty() => Head::Closed,
+                None => {
+                    read_head(
+                        &mut stream,
+                        &mut buf,
+                        first_byte_by,
+                        complete_by,
+                        settings,
+                        false,
+                    )
+                    .await
+                }
+            }
+        };
         match head {
             Head::Closed => return None,
             Head::TimedOut => {

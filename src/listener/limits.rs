@@ -3,8 +3,6 @@
 //! accepted, so the process never runs out of file descriptors and the admin listener,
 //! a separate service, always has one to answer with.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -30,11 +28,11 @@ fn open_files_limit() -> Option<u64> {
     }
 }
 
-/// Open downstream connections, overall and per listener address.
+/// Open downstream connections overall; each listener keeps its own count (listeners
+/// come and go with reloads) and hands it to [`Connections::admit`].
 #[derive(Debug, Default)]
 pub struct Connections {
     total: Arc<AtomicUsize>,
-    per_listener: HashMap<SocketAddr, Arc<AtomicUsize>>,
 }
 
 /// Holds one connection's place; released when dropped.
@@ -62,23 +60,16 @@ fn take(counter: &Arc<AtomicUsize>, max: usize) -> Option<Arc<AtomicUsize>> {
 }
 
 impl Connections {
-    /// Counters for the listeners the server starts with.
-    pub fn new(listeners: impl IntoIterator<Item = SocketAddr>) -> Connections {
-        Connections {
-            total: Arc::default(),
-            per_listener: listeners.into_iter().map(|a| (a, Arc::default())).collect(),
-        }
-    }
-
-    /// A place for a connection on `listener` under the limits, or `None`.
+    /// A place for a connection under the limits (`listener`: that listener's own
+    /// count), or `None`.
     pub fn admit(
         &self,
-        listener: SocketAddr,
+        listener: Option<&Arc<AtomicUsize>>,
         max_total: u32,
         max_per_listener: Option<u32>,
     ) -> Option<Admitted> {
         let total = take(&self.total, max_total as usize)?;
-        let per = match (max_per_listener, self.per_listener.get(&listener)) {
+        let per = match (max_per_listener, listener) {
             (Some(max), Some(c)) => match take(c, max as usize) {
                 Some(c) => Some(c),
                 None => {
@@ -105,9 +96,9 @@ mod tests {
 
     #[test]
     fn limits_overall_and_per_listener() {
-        let a: SocketAddr = "127.0.0.1:80".parse().unwrap();
-        let b: SocketAddr = "127.0.0.1:443".parse().unwrap();
-        let c = Connections::new([a, b]);
+        let (a, b) = (Arc::default(), Arc::default());
+        let (a, b) = (Some(&a), Some(&b));
+        let c = Connections::default();
         let first = c.admit(a, 3, Some(2)).unwrap();
         let second = c.admit(a, 3, Some(2)).unwrap();
         assert!(c.admit(a, 3, Some(2)).is_none(), "listener a is full");

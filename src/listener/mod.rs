@@ -3,6 +3,7 @@
 //! chain, then terminates (HTTP pipeline or TCP routes) or passes the bytes through; a TCP
 //! port is spliced to its route's destination.
 
+pub mod accept;
 mod http1;
 mod limits;
 mod replay;
@@ -41,8 +42,16 @@ pub struct ListenerApp<H> {
     connections: limits::Connections,
     /// `maxConnections` when MeshConfig leaves it out (from the descriptor limit).
     default_max_connections: u32,
-    /// `meshgate_downstream_connections_active` of each listener.
-    open_gauges: HashMap<SocketAddr, IntGauge>,
+    /// Each listener's own state, by address: listeners come and go with reloads, so
+    /// the map is replaced whole (read without a lock per connection).
+    slots: ArcSwap<HashMap<SocketAddr, Arc<Slot>>>,
+}
+
+/// A listener's open connections (its `maxConnectionsPerListener` count) and its
+/// `meshgate_downstream_connections_active` gauge.
+struct Slot {
+    open: Arc<std::sync::atomic::AtomicUsize>,
+    gauge: IntGauge,
 }
 
 /// One open connection on a listener's gauge; taken off when dropped.
@@ -69,21 +78,38 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
         listeners: impl IntoIterator<Item = SocketAddr>,
     ) -> Self {
         let default_max_connections = limits::default_max_connections();
-        let listeners: Vec<SocketAddr> = listeners.into_iter().collect();
-        let open_gauges = listeners
-            .iter()
-            .map(|a| (*a, telemetry.own.downstream_connections(&a.to_string())))
-            .collect();
         log::info!("downstream connections limited to {default_max_connections} unless MeshConfig maxConnections says otherwise");
-        ListenerApp {
+        let app = ListenerApp {
             active,
             http: Arc::new(http),
             telemetry,
             rng: Rng::new(),
-            connections: limits::Connections::new(listeners),
+            connections: limits::Connections::default(),
             default_max_connections,
-            open_gauges,
+            slots: ArcSwap::default(),
+        };
+        app.track(listeners);
+        app
+    }
+
+    /// Gives listeners not seen before their state; those seen keep theirs (their
+    /// counts carry on across a reload).
+    pub fn track(&self, listeners: impl IntoIterator<Item = SocketAddr>) {
+        let mut next = HashMap::clone(&self.slots.load());
+        for a in listeners {
+            next.entry(a).or_insert_with(|| {
+                Arc::new(Slot {
+                    open: Arc::default(),
+                    gauge: self.telemetry.own.downstream_connections(&a.to_string()),
+                })
+            });
         }
+        self.slots.store(Arc::new(next));
+    }
+
+    /// Connections open now, over all listeners.
+    pub fn open_connections(&self) -> usize {
+        self.connections.open()
     }
 
     /// Picks a destination of `route` by weight and splices `stream` to it.
@@ -265,8 +291,10 @@ impl<H: HttpServerApp + Send + Sync + 'static> ServerApp for ListenerApp<H> {
         let active = self.active.load_full();
         let listener = active.snapshot.listener_for(local)?;
         let limits = &active.snapshot.downstream;
+        let slots = self.slots.load();
+        let slot = slots.get(&listener.address);
         let Some(_admitted) = self.connections.admit(
-            listener.address,
+            slot.map(|s| &s.open),
             limits
                 .max_connections
                 .unwrap_or(self.default_max_connections),
@@ -278,7 +306,8 @@ impl<H: HttpServerApp + Send + Sync + 'static> ServerApp for ListenerApp<H> {
             );
             return None;
         };
-        let _counted = self.open_gauges.get(&listener.address).map(Counted::new);
+        let _counted = slot.map(|s| Counted::new(&s.gauge));
+        drop(slots);
         match &listener.protocol {
             Protocol::Http(_) => {
                 let settings = limits.clone();

@@ -111,6 +111,21 @@ pub struct RequestView<'a> {
     pub header: &'a dyn Fn(&str) -> Option<&'a str>,
 }
 
+/// The condition of a match entry a request does not meet ([`RequestMatch::first_unmatched`]).
+/// Header and query conditions carry their name, and `None` for a presence match.
+#[derive(Debug, Clone, Copy)]
+pub enum Unmatched<'a> {
+    Port(u16),
+    /// The `uri` condition, and whether `ignoreUriCase` is set.
+    Uri(&'a StrMatch, bool),
+    Scheme(&'a StrMatch),
+    Method(&'a StrMatch),
+    Authority(&'a StrMatch),
+    Header(&'a str, Option<&'a StrMatch>),
+    WithoutHeader(&'a str, Option<&'a StrMatch>),
+    QueryParam(&'a str, Option<&'a StrMatch>),
+}
+
 /// One compiled `match` entry; its fields are ANDed.
 #[derive(Debug, Default)]
 pub struct RequestMatch {
@@ -220,9 +235,15 @@ impl RequestMatch {
     }
 
     pub fn matches(&self, r: &RequestView) -> bool {
+        self.first_unmatched(r).is_none()
+    }
+
+    /// The first condition (in the order they are checked) that `r` does not meet, or
+    /// `None` when the entry takes the request: what `meshgate explain` reports.
+    pub fn first_unmatched(&self, r: &RequestView) -> Option<Unmatched<'_>> {
         if let Some(p) = self.port {
             if p != r.port {
-                return false;
+                return Some(Unmatched::Port(p));
             }
         }
         if let Some(u) = &self.uri {
@@ -232,25 +253,25 @@ impl RequestMatch {
                 u.matches(r.path)
             };
             if !ok {
-                return false;
+                return Some(Unmatched::Uri(u, self.ignore_uri_case));
             }
         }
         let more = self.more();
-        for (m, v) in [
-            (&more.scheme, r.scheme),
-            (&more.method, r.method),
-            (&more.authority, r.authority),
-        ] {
-            if let Some(m) = m {
-                if !m.matches(v) {
-                    return false;
-                }
-            }
+        if let Some(m) = more.scheme.as_ref().filter(|m| !m.matches(r.scheme)) {
+            return Some(Unmatched::Scheme(m));
+        }
+        if let Some(m) = more.method.as_ref().filter(|m| !m.matches(r.method)) {
+            return Some(Unmatched::Method(m));
+        }
+        if let Some(m) = more.authority.as_ref().filter(|m| !m.matches(r.authority)) {
+            return Some(Unmatched::Authority(m));
         }
         for (name, m) in &self.headers {
             match (header_value(r, name), m) {
-                (None, _) => return false,
-                (Some(v), Some(m)) if !m.matches(v) => return false,
+                (None, _) => return Some(Unmatched::Header(name, m.as_ref())),
+                (Some(v), Some(m)) if !m.matches(v) => {
+                    return Some(Unmatched::Header(name, Some(m)))
+                }
                 _ => {}
             }
         }
@@ -264,18 +285,20 @@ impl RequestMatch {
                 (v, Some(m)) => m.matches(v.unwrap_or("")),
             };
             if hit {
-                return false;
+                return Some(Unmatched::WithoutHeader(name, m.as_ref()));
             }
         }
         for (name, m) in &more.query_params {
             let value = query_value(r.query, name);
             match (value, m) {
-                (None, _) => return false,
-                (Some(v), Some(m)) if !m.matches(v) => return false,
+                (None, _) => return Some(Unmatched::QueryParam(name, m.as_ref())),
+                (Some(v), Some(m)) if !m.matches(v) => {
+                    return Some(Unmatched::QueryParam(name, Some(m)))
+                }
                 _ => {}
             }
         }
-        true
+        None
     }
 
     /// Istio `IsCatchAllRoute` for one match: no condition but a `/` prefix or `.*` regex.

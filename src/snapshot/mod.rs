@@ -5,6 +5,7 @@
 mod build;
 pub mod cluster;
 pub mod delegate;
+pub mod explain;
 pub mod host_index;
 pub mod l4_route;
 pub mod matcher;

@@ -16,6 +16,10 @@ pub const REQUEST_HEADERS_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Envoy's default `stream_idle_timeout`.
 pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Istio's default `drainDuration`.
+pub const DRAIN_DURATION: Duration = Duration::from_secs(5);
+/// Istio's default `terminationDrainDuration`.
+pub const TERMINATION_DRAIN_DURATION: Duration = Duration::from_secs(30);
 /// Envoy's `max_request_headers_kb` default.
 pub const MAX_REQUEST_HEADERS_KB: u32 = 60;
 /// Envoy's `max_headers_count` default.
@@ -26,6 +30,10 @@ pub struct DownstreamSettings {
     pub request_headers_timeout: Duration,
     pub idle_timeout: Duration,
     pub stream_idle_timeout: Duration,
+    /// After SIGTERM: `/ready` 503 while still accepting, then stop accepting.
+    pub drain_duration: Duration,
+    /// After SIGTERM: the longest wait for open connections before exiting.
+    pub termination_drain_duration: Duration,
     /// `None`: derived from the file-descriptor limit when the server starts.
     pub max_connections: Option<u32>,
     pub max_connections_per_listener: Option<u32>,
@@ -43,6 +51,8 @@ impl Default for DownstreamSettings {
             request_headers_timeout: REQUEST_HEADERS_TIMEOUT,
             idle_timeout: IDLE_TIMEOUT,
             stream_idle_timeout: STREAM_IDLE_TIMEOUT,
+            drain_duration: DRAIN_DURATION,
+            termination_drain_duration: TERMINATION_DRAIN_DURATION,
             max_connections: None,
             max_connections_per_listener: None,
             max_request_headers_bytes: MAX_REQUEST_HEADERS_KB as usize * 1024,
@@ -69,6 +79,9 @@ impl DownstreamSettings {
         s.request_headers_timeout = d(&mc.request_headers_timeout, REQUEST_HEADERS_TIMEOUT);
         s.idle_timeout = d(&mc.idle_timeout, IDLE_TIMEOUT);
         s.stream_idle_timeout = d(&mc.stream_idle_timeout, STREAM_IDLE_TIMEOUT);
+        s.drain_duration = d(&mc.drain_duration, DRAIN_DURATION);
+        s.termination_drain_duration =
+            d(&mc.termination_drain_duration, TERMINATION_DRAIN_DURATION);
         s.max_connections = mc.max_connections.filter(|n| *n > 0);
         s.max_connections_per_listener = mc.max_connections_per_listener.filter(|n| *n > 0);
         if let Some(kb) = mc.max_request_headers_kb.filter(|k| *k > 0) {

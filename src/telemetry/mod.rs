@@ -70,8 +70,9 @@ impl Telemetry {
     }
 
     /// Binds every cluster of `snapshot` to its series (series are kept by their labels,
-    /// so counters continue across a config change) before the snapshot serves.
-    pub fn adopt(&self, snapshot: &Arc<Snapshot>, generation: u64) {
+    /// so counters continue across a config change) before the snapshot serves. The
+    /// server reports the generation (`own.config_adopted`) once it is fully applied.
+    pub fn adopt(&self, snapshot: &Arc<Snapshot>) {
         let by_cluster = snapshot
             .clusters
             .iter()
@@ -81,7 +82,6 @@ impl Telemetry {
             snapshot: Some(snapshot.clone()),
             by_cluster,
         }));
-        self.own.config_adopted(generation);
     }
 
     /// The series of cluster `id` of `snapshot`; Istio's `unknown` destination when the

@@ -37,6 +37,7 @@ pub struct OwnMetrics {
     registry: Registry,
     config_generation: IntGauge,
     config_loaded: IntGauge,
+    reloads: IntCounterVec,
     downstream_active: IntGaugeVec,
     tls_failures: IntCounterVec,
     pub access_log_dropped: IntCounter,
@@ -71,6 +72,17 @@ impl OwnMetrics {
             "When the serving configuration was loaded (Unix time).",
         )
         .expect("valid metric");
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "meshgate_config_reloads_total",
+                "Configuration reloads (SIGHUP), by result: accepted or refused.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        for r in ["accepted", "refused"] {
+            reloads.with_label_values(&[r]);
+        }
         let downstream_active = IntGaugeVec::new(
             Opts::new(
                 "meshgate_downstream_connections_active",
@@ -104,6 +116,7 @@ impl OwnMetrics {
             Box::new(build) as Box<dyn prometheus::core::Collector>,
             Box::new(config_generation.clone()),
             Box::new(config_loaded.clone()),
+            Box::new(reloads.clone()),
             Box::new(downstream_active.clone()),
             Box::new(tls_failures.clone()),
             Box::new(access_log_dropped.clone()),
@@ -124,6 +137,7 @@ impl OwnMetrics {
             registry,
             config_generation,
             config_loaded,
+            reloads,
             downstream_active,
             tls_failures,
             access_log_dropped,
@@ -138,6 +152,12 @@ impl OwnMetrics {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         self.config_loaded.set(now as i64);
+    }
+
+    /// A reload was accepted (`true`) or refused.
+    pub fn reloaded(&self, accepted: bool) {
+        let result = if accepted { "accepted" } else { "refused" };
+        self.reloads.with_label_values(&[result]).inc();
     }
 
     /// The serving configuration's generation.

@@ -41,6 +41,12 @@ pub struct MeshConfigSpec {
     /// default 5 min.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_idle_timeout: Option<String>,
+    /// Istio ProxyConfig's `drainDuration`: after SIGTERM, `/ready` answers 503 and the
+    /// listeners keep accepting this long (load balancers see the 503 first); default 5 s.
+    pub drain_duration: Option<String>,
+    /// Istio ProxyConfig's `terminationDrainDuration`: the longest a stop waits for
+    /// in-flight requests and open connections, from SIGTERM; default 30 s.
+    pub termination_drain_duration: Option<String>,
     /// Downstream connections over all listeners; more are closed on accept. Default:
     /// what the process's file-descriptor limit leaves room for (half of it, less a
     /// reserve, as each proxied connection may hold an upstream one too).

@@ -35,6 +35,8 @@ pub fn validate(mc: &MeshConfigSpec, f: &mut Findings) {
         ("requestHeadersTimeout", &mc.request_headers_timeout),
         ("idleTimeout", &mc.idle_timeout),
         ("streamIdleTimeout", &mc.stream_idle_timeout),
+        ("drainDuration", &mc.drain_duration),
+        ("terminationDrainDuration", &mc.termination_drain_duration),
     ] {
         rules::duration_field(&format!("spec.{field}"), v, f);
     }

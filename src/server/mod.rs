@@ -1,0 +1,198 @@
+//! Assembles the Pingora server and runs it for the process's life: the gateway's
+//! listeners (own accept loops, so a reload can add and remove ports), the admin
+//! listener, and the `Control` that reloads the config on `SIGHUP` (`reload.rs`) and
+//! drains on `SIGTERM` (`lifecycle.rs`). The serving generation lives behind an
+//! `ArcSwap` shared by the pipeline, the listeners and the admin listener.
+
+mod lifecycle;
+mod reload;
+
+use crate::admin::AdminApp;
+use crate::http::GatewayProxy;
+use crate::listener::accept::Acceptors;
+use crate::listener::ListenerApp;
+use crate::snapshot::Snapshot;
+use crate::telemetry::Telemetry;
+use crate::upstream::{Generation, Registry};
+use arc_swap::ArcSwap;
+use pingora::apps::HttpServerOptions;
+use pingora::proxy::HttpProxy;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Where a reload reads the config from: what `meshgate run` was given.
+pub struct Source {
+    pub paths: Vec<PathBuf>,
+    pub cli_labels: Vec<(String, String)>,
+}
+
+type Gateway = ListenerApp<HttpProxy<GatewayProxy>>;
+
+/// What reloads and stops act on.
+pub(crate) struct Control {
+    source: Source,
+    shared: Arc<ArcSwap<Generation>>,
+    registry: Arc<Registry>,
+    telemetry: Arc<Telemetry>,
+    listeners: Arc<Gateway>,
+    acceptors: Acceptors<Gateway>,
+    /// The gateway runtime, where accept loops run (set once it starts).
+    runtime: OnceLock<tokio::runtime::Handle>,
+    generation: AtomicU64,
+    /// Set by SIGTERM: `/ready` answers 503.
+    draining: Arc<AtomicBool>,
+    /// Tells open connections the gateway is going away (keep-alive ends, GOAWAY).
+    connections_shutdown: watch::Sender<bool>,
+    /// One reload at a time.
+    reloading: std::sync::Mutex<()>,
+}
+
+impl Control {
+    fn listener_addresses(g: &Generation) -> Vec<SocketAddr> {
+        g.snapshot.listeners.iter().map(|l| l.address).collect()
+    }
+}
+
+/// Runs until the process is stopped; never returns.
+pub fn serve(snapshot: Snapshot, admin: &str, telemetry: Telemetry, source: Source) -> ! {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let conf = ServerConf {
+        threads,
+        // Pingora's cap on tries per request; route retry policies decide below it.
+        max_retries: crate::snapshot::route_policy::MAX_RETRIES as usize + 1,
+        // The drain happens before Pingora is told to stop (lifecycle.rs).
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let addresses: Vec<SocketAddr> = snapshot.listeners.iter().map(|l| l.address).collect();
+    // Refuse to start when an address is taken, naming it.
+    for addr in addresses
+        .iter()
+        .map(|a| a.to_string())
+        .chain([admin.to_string()])
+    {
+        if let Err(e) = std::net::TcpListener::bind(&addr) {
+            log::error!("cannot listen on {addr}: {e}");
+            std::process::exit(1);
+        }
+    }
+    for n in &snapshot.notes {
+        log::warn!("{n}");
+    }
+    let registry = Arc::new(Registry::default());
+    let telemetry = Arc::new(telemetry);
+    let snapshot = Arc::new(snapshot);
+    // The first configuration is generation 1; each accepted reload adds one.
+    telemetry.adopt(&snapshot);
+    telemetry.own.config_adopted(1);
+    let shared: Arc<ArcSwap<Generation>> =
+        Arc::new(ArcSwap::from_pointee(registry.adopt(snapshot)));
+
+    let mut http = pingora::proxy::http_proxy(
+        &server.configuration,
+        GatewayProxy::new(shared.clone(), registry.clone(), telemetry.clone()),
+    );
+    let mut options = HttpServerOptions::default();
+    options.h2c = true;
+    // HTTP/2 connections idle this long end with GOAWAY (MeshConfig `idleTimeout`).
+    options.h2_idle_timeout = Some(shared.load().snapshot.downstream.idle_timeout);
+    http.server_options = Some(options);
+    let listeners = Arc::new(ListenerApp::new(
+        shared.clone(),
+        http,
+        telemetry.clone(),
+        addresses.iter().copied(),
+    ));
+    let (connections_shutdown, connections_watch) = watch::channel(false);
+    let draining = Arc::new(AtomicBool::new(false));
+    let control = Arc::new(Control {
+        source,
+        shared: shared.clone(),
+        registry,
+        telemetry: telemetry.clone(),
+        acceptors: Acceptors::new(listeners.clone(), connections_watch),
+        listeners,
+        runtime: OnceLock::new(),
+        generation: AtomicU64::new(1),
+        draining: draining.clone(),
+        connections_shutdown,
+        reloading: std::sync::Mutex::new(()),
+    });
+
+    let mut gateway = background_service("gateway listeners", GatewayService(control.clone()));
+    gateway.threads = Some(threads);
+    server.add_service(gateway);
+    credential_refresher(shared.clone());
+    lifecycle::handle_signals(control.clone());
+
+    let mut admin_service = Service::new(
+        "meshgate admin".to_string(),
+        AdminApp::new(shared, telemetry).with_draining(draining),
+    );
+    admin_service.add_tcp(admin);
+    log::info!("admin on {admin}");
+    server.add_service(admin_service);
+    server.run(RunArgs {
+        shutdown_signal: Box::new(lifecycle::Stop(control)),
+    });
+    std::process::exit(0)
+}
+
+/// Hosts the gateway's accept loops on a runtime of `threads` workers: binds the first
+/// generation's listeners, then tells systemd the gateway is ready.
+struct GatewayService(Arc<Control>);
+
+#[async_trait::async_trait]
+impl BackgroundService for GatewayService {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        let c = &self.0;
+        let _ = c.runtime.set(tokio::runtime::Handle::current());
+        let addresses = Control::listener_addresses(&c.shared.load());
+        let failed = c.acceptors.add(&addresses);
+        if let Err((addr, e)) = failed {
+            log::error!("cannot listen on {addr}: {e}");
+            std::process::exit(1);
+        }
+        crate::notify::notify("READY=1");
+        // The loops run on this runtime until the process ends; Pingora's shutdown is
+        // told only once the drain is over (lifecycle.rs).
+    }
+}
+
+/// How often credential files are checked for changes.
+const CREDENTIAL_POLL: Duration = Duration::from_secs(1);
+
+/// Watches every terminating server's certificate, key and CA files; when they change,
+/// new handshakes use the new files. Unusable new files are logged and the previous
+/// credential stays in use.
+fn credential_refresher(shared: Arc<ArcSwap<Generation>>) {
+    std::thread::spawn(move || loop {
+        std::thread::sleep(CREDENTIAL_POLL);
+        let active = shared.load_full();
+        for (server, tls) in active.snapshot.server_tls() {
+            match tls.refresh() {
+                Ok(true) => log::info!("{server}: credential reloaded"),
+                Ok(false) => {}
+                Err(e) => log::warn!("{server}: {e}; keeping the previous credential"),
+            }
+        }
+    });
+}
+
+impl Control {
+    fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}

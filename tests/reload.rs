@@ -1,0 +1,351 @@
+//! Running as a service: `SIGHUP` reloads (routes flipped, ports added and removed) under
+//! concurrent load without a failed request, refused reloads keep the running config and
+//! are reported, and `SIGTERM` drains (`/ready` 503 at once, in-flight requests finish,
+//! exit 0 within the drain times).
+
+mod common;
+use common::net::*;
+use common::{scratch, write};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const HOST: &str = "a.example.com";
+
+/// The gateway's config: a Gateway server on each of `ports`, and `a.example.com` routed
+/// to the upstream `to` (one of the two services).
+fn config(ports: &[u16], to: &str, v1: &Upstream, v2: &Upstream) -> String {
+    let servers: String = ports
+        .iter()
+        .map(|p| {
+            format!(
+                "  - port: {{number: {p}, name: http-{p}, protocol: HTTP}}\n    hosts: [\"*\"]\n"
+            )
+        })
+        .collect();
+    let service = |name: &str, u: &Upstream| {
+        format!("---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}}}\nspec:\n  hosts: [{name}.internal]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: {}}}}}]\n", u.port())
+    };
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n{servers}{}{}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: web}}\nspec:\n  hosts: [{HOST}]\n  gateways: [gw]\n  http:\n  - route: [{{destination: {{host: {to}.internal}}}}]\n",
+        service("v1", v1),
+        service("v2", v2),
+    )
+}
+
+fn mesh(extra: &str) -> String {
+    format!("apiVersion: meshgate.io/v1alpha1\nkind: MeshConfig\nmetadata: {{name: m}}\nspec:\n  defaultBindAddress: 127.0.0.1\n{extra}")
+}
+
+fn hup(gw: &Gateway) {
+    signal(gw, "-HUP");
+}
+
+fn signal(gw: &Gateway, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &gw.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+fn server_info(gw: &Gateway) -> Value {
+    let r = get(gw.admin, "admin", "/server_info", &[]);
+    serde_json::from_str(&r.text()).unwrap()
+}
+
+fn generation(gw: &Gateway) -> u64 {
+    server_info(gw)["config_generation"].as_u64().unwrap()
+}
+
+/// Waits until the generation is `want` (a reload was applied), at most 10 s.
+fn await_generation(gw: &Gateway, want: u64) {
+    let t = Instant::now();
+    while generation(gw) != want {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "generation {want} not reached"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn counter(gw: &Gateway, series: &str) -> u64 {
+    let text = get(gw.admin, "admin", "/stats", &[]).text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(": ")?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+/// One request on a kept-alive connection: (status, body, whether the gateway closes the
+/// connection after it). `None` when the connection broke before a whole response.
+fn keepalive_get(conn: &mut BufReader<TcpStream>) -> Option<(u16, String, bool)> {
+    let req = format!("GET /k HTTP/1.1\r\nhost: {HOST}\r\n\r\n");
+    conn.get_mut().write_all(req.as_bytes()).ok()?;
+    let mut line = String::new();
+    conn.read_line(&mut line).ok()?;
+    let status: u16 = line.split(' ').nth(1)?.parse().ok()?;
+    let mut len = 0;
+    let mut close = false;
+    loop {
+        line.clear();
+        conn.read_line(&mut line).ok()?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        let lower = l.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            len = v.trim().parse().ok()?;
+        }
+        if lower == "connection: close" {
+            close = true;
+        }
+    }
+    let mut body = vec![0; len];
+    conn.read_exact(&mut body).ok()?;
+    Some((status, String::from_utf8_lossy(&body).into_owned(), close))
+}
+
+#[test]
+fn a_hundred_reloads_under_load_fail_no_request() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = scratch("reload-load");
+    let (a, b) = (free_port(), free_port());
+    write(&dir, "conf/mesh.yaml", &mesh(""));
+    write(&dir, "conf/all.yaml", &config(&[a], "v1", &v1, &v2));
+    let gw = Gateway::start(&dir);
+    let addr_a: SocketAddr = format!("127.0.0.1:{a}").parse().unwrap();
+    let addr_b: SocketAddr = format!("127.0.0.1:{b}").parse().unwrap();
+    assert_eq!(generation(&gw), 1);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut clients = Vec::new();
+    for i in 0..4 {
+        let (stop, served, failures) = (stop.clone(), served.clone(), failures.clone());
+        clients.push(std::thread::spawn(move || {
+            let keepalive = i % 2 == 0;
+            let mut conn: Option<BufReader<TcpStream>> = None;
+            while !stop.load(Ordering::Relaxed) {
+                let answer = if keepalive {
+                    let c = conn
+                        .get_or_insert_with(|| BufReader::new(TcpStream::connect(addr_a).unwrap()));
+                    let a = keepalive_get(c);
+                    // A connection that broke, or that the gateway closes after a
+                    // whole response, is replaced (the former counts as a failure).
+                    if a.as_ref().is_none_or(|a| a.2) {
+                        conn = None;
+                    }
+                    a.map(|(status, body, _)| (status, body))
+                } else {
+                    raw(
+                        addr_a,
+                        format!("GET /n HTTP/1.1\r\nhost: {HOST}\r\nconnection: close\r\n\r\n")
+                            .as_bytes(),
+                    )
+                    .map(|r| (r.status, r.text()))
+                };
+                match answer {
+                    Some((200, body)) if body.starts_with("v1") || body.starts_with("v2") => {
+                        served.fetch_add(1, Ordering::Relaxed);
+                    }
+                    other => failures.lock().unwrap().push(format!("{other:?}")),
+                }
+            }
+        }));
+    }
+
+    for n in 0..100u64 {
+        // Even reloads: route to v2 and add port b; odd: back to v1 on port a only.
+        let flip = n % 2 == 0;
+        let ports: &[u16] = if flip { &[a, b] } else { &[a] };
+        let to = if flip { "v2" } else { "v1" };
+        write(&dir, "conf/all.yaml", &config(ports, to, &v1, &v2));
+        hup(&gw);
+        await_generation(&gw, n + 2);
+        let reply = raw(
+            addr_b,
+            format!("GET /b HTTP/1.1\r\nhost: {HOST}\r\nconnection: close\r\n\r\n").as_bytes(),
+        );
+        if flip {
+            let r = reply.expect("the added port serves");
+            assert_eq!((r.status, r.text().starts_with("v2")), (200, true));
+        } else {
+            assert!(
+                TcpStream::connect(addr_b).is_err(),
+                "the removed port no longer accepts"
+            );
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let failures = failures.lock().unwrap();
+    let served = served.load(Ordering::Relaxed);
+    assert!(
+        failures.is_empty(),
+        "{} failed of {served}: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(served > 400, "{served} requests served during 100 reloads");
+    assert!(v1.count() > 0 && v2.count() > 0, "both routes served");
+    assert_eq!(
+        counter(&gw, "meshgate_config_reloads_total{result=\"accepted\"}"),
+        100
+    );
+    assert_eq!(generation(&gw), 101);
+}
+
+#[test]
+fn a_refused_reload_keeps_serving_and_is_reported() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = scratch("reload-refused");
+    let a = free_port();
+    write(&dir, "conf/mesh.yaml", &mesh(""));
+    write(&dir, "conf/all.yaml", &config(&[a], "v1", &v1, &v2));
+    let gw = Gateway::start(&dir);
+    let addr: SocketAddr = format!("127.0.0.1:{a}").parse().unwrap();
+    let refused = "meshgate_config_reloads_total{result=\"refused\"}";
+    let serves_v1 = || get(addr, HOST, "/", &[]).text().starts_with("v1");
+
+    // A YAML syntax error.
+    write(
+        &dir,
+        "conf/all.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: [oops\n",
+    );
+    hup(&gw);
+    await_counter(&gw, refused, 1);
+    assert!(serves_v1(), "still serving the running config");
+    // A semantic error (Istio's validation): retries.attempts may not be negative.
+    let bad = config(&[a], "v2", &v1, &v2)
+        .replace("  - route: [", "  - retries: {attempts: -1}\n    route: [");
+    write(&dir, "conf/all.yaml", &bad);
+    hup(&gw);
+    await_counter(&gw, refused, 2);
+    assert!(serves_v1());
+    // A new port another process holds.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().port();
+    write(&dir, "conf/all.yaml", &config(&[a, taken], "v2", &v1, &v2));
+    hup(&gw);
+    await_counter(&gw, refused, 3);
+    assert!(serves_v1());
+    assert_eq!(generation(&gw), 1, "the running config stays");
+    let log = std::fs::read_to_string(dir.join("meshgate.log")).unwrap();
+    assert!(log.contains("reload refused"), "{log}");
+    assert!(
+        log.contains("all.yaml"),
+        "validate's messages name the file: {log}"
+    );
+    assert!(
+        log.contains(&format!("cannot listen on 127.0.0.1:{taken}")),
+        "{log}"
+    );
+    // Fixed: accepted.
+    write(&dir, "conf/all.yaml", &config(&[a], "v2", &v1, &v2));
+    hup(&gw);
+    await_generation(&gw, 2);
+    assert!(get(addr, HOST, "/", &[]).text().starts_with("v2"));
+    let dump: Value =
+        serde_json::from_str(&get(gw.admin, "admin", "/config_dump", &[]).text()).unwrap();
+    assert_eq!(dump["generation"], 2);
+    drop(holder);
+}
+
+fn await_counter(gw: &Gateway, series: &str, want: u64) {
+    let t = Instant::now();
+    while counter(gw, series) != want {
+        assert!(t.elapsed() < Duration::from_secs(10), "{series} not {want}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn ready_status(gw: &Gateway) -> Option<u16> {
+    raw(
+        gw.admin,
+        b"GET /ready HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n",
+    )
+    .map(|r| r.status)
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_then_exits_zero() {
+    let slow = Upstream::start_with(
+        "slow",
+        Behavior {
+            delay: Duration::from_millis(1500),
+            ..Behavior::default()
+        },
+    );
+    let fast = Upstream::start("fast");
+    let dir = scratch("drain");
+    let a = free_port();
+    write(
+        &dir,
+        "conf/mesh.yaml",
+        &mesh("  drainDuration: 1s\n  terminationDrainDuration: 10s\n"),
+    );
+    write(&dir, "conf/all.yaml", &config(&[a], "v1", &slow, &fast));
+    let mut gw = Gateway::start(&dir);
+    let addr: SocketAddr = format!("127.0.0.1:{a}").parse().unwrap();
+    // An idle kept-alive connection: closed by the drain.
+    let mut idle = BufReader::new(TcpStream::connect(addr).unwrap());
+    assert_eq!(
+        keepalive_get(&mut idle).map(|r| (r.0, r.2)),
+        Some((200, false))
+    );
+
+    let in_flight = std::thread::spawn(move || get(addr, HOST, "/slow", &[]));
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    signal(&gw, "-TERM");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(ready_status(&gw), Some(503), "/ready turns 503 at once");
+    // Within drainDuration the listener still accepts (load balancers are moving away).
+    let during = std::thread::spawn(move || {
+        raw(
+            addr,
+            format!("GET /during HTTP/1.1\r\nhost: {HOST}\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+    });
+    let slow_reply = in_flight.join().unwrap();
+    assert_eq!(slow_reply.status, 200, "the in-flight request completes");
+    assert!(slow_reply.text().starts_with("slow"));
+    assert_eq!(during.join().unwrap().map(|r| r.status), Some(200));
+    // The idle kept-alive connection was closed, not left to its idle timeout.
+    let mut rest = Vec::new();
+    let _ = idle
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_secs(5)));
+    assert_eq!(
+        idle.read_to_end(&mut rest).ok(),
+        Some(0),
+        "closed by the drain"
+    );
+    let status = loop {
+        if let Some(s) = gw.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "still running");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(1400),
+        "waited for the in-flight request"
+    );
+    let log = std::fs::read_to_string(dir.join("meshgate.log")).unwrap();
+    assert!(log.contains("drained"), "{log}");
+    assert!(Path::new(&dir).exists());
+}
