@@ -63,6 +63,7 @@ impl AdminApp {
     fn server_info(&self) -> Value {
         json!({
             "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
             "state": if self.draining.load(Ordering::Relaxed) {
                 "DRAINING"
             } else if self.ready.load(Ordering::Relaxed) {

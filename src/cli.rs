@@ -63,6 +63,17 @@ pub struct RunArgs {
     /// This instance's labels (KEY=VALUE, repeatable); default istio=ingressgateway.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
+    /// Binary upgrade: take the listening sockets of the running meshgate (send it SIGQUIT
+    /// once this one waits) instead of binding them; no connection is refused.
+    #[arg(long)]
+    pub upgrade: bool,
+    /// The unix socket the listening sockets pass through on an upgrade.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/tmp/meshgate-upgrade.sock"
+    )]
+    pub upgrade_socket: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -189,7 +200,11 @@ pub fn run(cli: Cli) -> i32 {
                 paths: args.config.clone(),
                 cli_labels: args.labels.clone(),
             };
-            crate::server::serve(snapshot, &admin, telemetry, source)
+            let upgrade = crate::server::Upgrade {
+                socket: args.upgrade_socket.clone(),
+                take_over: args.upgrade,
+            };
+            crate::server::serve(snapshot, &admin, telemetry, source, upgrade)
         }
     }
 }

@@ -349,3 +349,157 @@ fn sigterm_drains_in_flight_requests_then_exits_zero() {
     assert!(log.contains("drained"), "{log}");
     assert!(Path::new(&dir).exists());
 }
+
+/// `meshgate run` with an upgrade socket (and `--upgrade` for the new process).
+fn spawn_gateway(
+    dir: &Path,
+    admin: SocketAddr,
+    socket: &Path,
+    upgrade: bool,
+) -> std::process::Child {
+    let log = std::fs::File::create(dir.join(if upgrade { "new.log" } else { "old.log" })).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshgate"));
+    cmd.args(["run", "--config"])
+        .arg(dir.join("conf"))
+        .args(["--admin", &admin.to_string(), "--upgrade-socket"])
+        .arg(socket)
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    if upgrade {
+        cmd.arg("--upgrade");
+    }
+    cmd.spawn().unwrap()
+}
+
+#[test]
+fn a_binary_upgrade_under_load_refuses_no_connection() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = scratch("upgrade");
+    let a = free_port();
+    write(&dir, "conf/mesh.yaml", &mesh("  drainDuration: 1s\n"));
+    write(&dir, "conf/all.yaml", &config(&[a], "v1", &v1, &v2));
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let socket = dir.join("upgrade.sock");
+    let mut old = spawn_gateway(&dir, admin, &socket, false);
+    let t = Instant::now();
+    while raw(
+        admin,
+        b"GET /ready HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+    )
+    .map(|r| r.status)
+        != Some(200)
+    {
+        assert!(t.elapsed() < Duration::from_secs(20), "old not ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let addr: SocketAddr = format!("127.0.0.1:{a}").parse().unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut clients = Vec::new();
+    for i in 0..4 {
+        let (stop, served, failures) = (stop.clone(), served.clone(), failures.clone());
+        clients.push(std::thread::spawn(move || {
+            let keepalive = i % 2 == 0;
+            let mut conn: Option<BufReader<TcpStream>> = None;
+            let mut reused = false;
+            while !stop.load(Ordering::Relaxed) {
+                let answer = if keepalive {
+                    if conn.is_none() {
+                        match TcpStream::connect(addr) {
+                            Ok(c) => {
+                                conn = Some(BufReader::new(c));
+                                reused = false;
+                            }
+                            Err(e) => {
+                                failures.lock().unwrap().push(format!("connect: {e}"));
+                                continue;
+                            }
+                        }
+                    }
+                    let a = keepalive_get(conn.as_mut().unwrap());
+                    let broke = a.is_none();
+                    if a.as_ref().is_none_or(|a| a.2) {
+                        conn = None;
+                    }
+                    if broke && reused {
+                        // A kept-alive connection the old process closed as it drained,
+                        // just as the request went out: a client sends it again on a
+                        // new connection (RFC 9112 9.3.1), as these do.
+                        continue;
+                    }
+                    reused = true;
+                    a.map(|(status, body, _)| (status, body))
+                } else {
+                    raw(
+                        addr,
+                        format!("GET /n HTTP/1.1\r\nhost: {HOST}\r\nconnection: close\r\n\r\n")
+                            .as_bytes(),
+                    )
+                    .map(|r| (r.status, r.text()))
+                };
+                match answer {
+                    Some((200, body)) if body.starts_with("v1") => {
+                        served.fetch_add(1, Ordering::Relaxed);
+                    }
+                    other => failures.lock().unwrap().push(format!("{other:?}")),
+                }
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut new = spawn_gateway(&dir, admin, &socket, true);
+    // The new process waits on the upgrade socket; then the old one is told to hand over.
+    let t = Instant::now();
+    while !socket.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the new process does not wait"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = served.load(Ordering::Relaxed);
+    let ok = Command::new("kill")
+        .args(["-QUIT", &old.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = old.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the old process does not exit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "old: {status}");
+    // The new process serves alone now, on the same sockets (the admin listener's too).
+    let info: Value =
+        serde_json::from_str(&get(admin, "admin", "/server_info", &[]).text()).unwrap();
+    assert_eq!(info["pid"], new.id());
+    let during = served.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let after = served.load(Ordering::Relaxed);
+    let _ = new.kill();
+    let _ = new.wait();
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failed of {after}: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        during > before && after > during + 50,
+        "{before} {during} {after}"
+    );
+}

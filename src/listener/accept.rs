@@ -3,14 +3,19 @@
 //! generation serves any more, while the sockets of unchanged addresses are never closed,
 //! so no connection is refused across a reload. Each accepted connection is handed to
 //! the application (the listener layer's `ServerApp`) as Pingora's own accept loop does.
+//!
+//! A binary upgrade hands the listening sockets to the new process through Pingora's
+//! table of listening descriptors (`ListenFds`): every socket bound here is registered in
+//! it (a duplicate descriptor, so the table and the loop each own theirs), and a process
+//! started with `--upgrade` takes its sockets from the table instead of binding.
 
 use pingora::apps::ServerApp;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{GetSocketDigest, SocketDigest, Stream};
-use pingora::server::ShutdownWatch;
+use pingora::server::{ListenFds, ShutdownWatch};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
@@ -27,6 +32,8 @@ pub struct Acceptors<A> {
     /// ends, HTTP/2 sends GOAWAY).
     connections_shutdown: ShutdownWatch,
     running: Mutex<HashMap<SocketAddr, Running>>,
+    /// Pingora's table of listening descriptors, the one an upgrade hands over.
+    fds: std::sync::OnceLock<ListenFds>,
 }
 
 /// A running loop: told to stop through `stop`; `closed` hears when its socket is shut.
@@ -44,7 +51,47 @@ impl<A: ServerApp + Send + Sync + 'static> Acceptors<A> {
             app,
             connections_shutdown,
             running: Mutex::new(HashMap::new()),
+            fds: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Joins Pingora's table of listening descriptors (given to services at start): the
+    /// sockets an old process handed over are taken from it, new ones are added to it.
+    pub fn use_fds(&self, fds: ListenFds) {
+        log::debug!(
+            "listening sockets handed over: {:?}",
+            fds.lock().serialize().0
+        );
+        let _ = self.fds.set(fds);
+    }
+
+    /// The descriptor table, for handing the sockets to a new process.
+    pub fn fds(&self) -> Option<&ListenFds> {
+        self.fds.get()
+    }
+
+    /// The socket for `addr`: the one an old process handed over, else a new one, which
+    /// is then registered for the next hand-over.
+    fn listener(&self, addr: SocketAddr) -> std::io::Result<TcpListener> {
+        let key = addr.to_string();
+        let Some(fds) = self.fds.get() else {
+            return bind(addr);
+        };
+        let mut table = fds.lock();
+        if let Some(fd) = table.get(&key) {
+            // SAFETY: the descriptor is open and owned by the table, which keeps it for
+            // the process's life (or until `retain` closes it); it is only borrowed here
+            // to duplicate it.
+            let borrowed = unsafe { BorrowedFd::borrow_raw(*fd) };
+            let std_listener = std::net::TcpListener::from(borrowed.try_clone_to_owned()?);
+            std_listener.set_nonblocking(true)?;
+            log::info!("{addr}: listening on the socket handed over");
+            return TcpListener::from_std(std_listener);
+        }
+        let listener = bind(addr)?;
+        let copy = listener.as_fd().try_clone_to_owned()?;
+        table.add(key, copy.into_raw_fd());
+        Ok(listener)
     }
 
     /// Binds and starts every address of `want` not accepting yet. All or nothing: when
@@ -57,7 +104,7 @@ impl<A: ServerApp + Send + Sync + 'static> Acceptors<A> {
             if running.contains_key(addr) {
                 continue;
             }
-            match bind(*addr) {
+            match self.listener(*addr) {
                 Ok(listener) => {
                     let (stop, stopped) = watch::channel(false);
                     let (on_close, closed) = std::sync::mpsc::channel();
@@ -97,6 +144,20 @@ impl<A: ServerApp + Send + Sync + 'static> Acceptors<A> {
             .collect();
         let stopping: Vec<Running> = gone.iter().filter_map(|a| running.remove(a)).collect();
         drop(running);
+        if let Some(fds) = self.fds.get() {
+            // The table's copies too, or the sockets would stay open (and queue
+            // connections nobody accepts).
+            let mut table = fds.lock();
+            let gone: Vec<String> = gone.iter().map(ToString::to_string).collect();
+            // Every other entry stays (the admin listener's is there too).
+            let keep: std::collections::HashSet<String> = table
+                .serialize()
+                .0
+                .into_iter()
+                .filter(|k| !gone.contains(k))
+                .collect();
+            let _ = table.close_unclaimed(&keep);
+        }
         close(stopping);
         for a in gone {
             log::info!("{a}: no longer served; stopped accepting");

@@ -5,7 +5,9 @@
 //! balancers see the 503 first, then stop; open connections are told (keep-alive ends
 //! with `Connection: close`, HTTP/2 gets GOAWAY, idle keep-alive connections close) and
 //! get until `terminationDrainDuration` after the signal to finish; the access log is
-//! flushed and the process exits 0. `SIGINT` stops at once.
+//! flushed and the process exits 0. `SIGINT` stops at once. `SIGQUIT` hands the
+//! listening sockets to a new process started with `--upgrade` (binary upgrade), then
+//! stops accepting at once and drains the same way: no connection is refused.
 
 use super::Control;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
@@ -68,39 +70,68 @@ pub(super) struct Stop(pub Arc<Control>);
 #[async_trait::async_trait]
 impl ShutdownSignalWatch for Stop {
     async fn recv(&self) -> ShutdownSignal {
-        let (Ok(mut term), Ok(mut int)) = (
+        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
         ) else {
-            log::error!("cannot handle SIGTERM/SIGINT");
+            log::error!("cannot handle SIGTERM/SIGINT/SIGQUIT");
             return ShutdownSignal::FastShutdown;
         };
-        tokio::select! {
-            _ = int.recv() => {
-                log::info!("SIGINT: stopping now");
-                self.0.telemetry.flush();
-                ShutdownSignal::FastShutdown
-            }
-            _ = term.recv() => {
-                self.0.drain(&mut int).await;
-                ShutdownSignal::FastShutdown
+        loop {
+            tokio::select! {
+                _ = int.recv() => {
+                    log::info!("SIGINT: stopping now");
+                    self.0.telemetry.flush();
+                    return ShutdownSignal::FastShutdown;
+                }
+                _ = term.recv() => {
+                    let accept_for = self.0.shared.load().snapshot.downstream.drain_duration;
+                    log::info!(
+                        "SIGTERM: draining; /ready answers 503, listeners accept for {accept_for:?} more"
+                    );
+                    self.0.drain(&mut int, accept_for).await;
+                    return ShutdownSignal::FastShutdown;
+                }
+                _ = quit.recv() => match self.0.hand_over() {
+                    Ok(n) => {
+                        log::info!("SIGQUIT: {n} listening socket(s) handed to the new process; draining");
+                        self.0.drain(&mut int, Duration::ZERO).await;
+                        return ShutdownSignal::FastShutdown;
+                    }
+                    Err(e) => log::error!("SIGQUIT: upgrade hand-over failed, still serving: {e}"),
+                },
             }
         }
     }
 }
 
 impl Control {
-    async fn drain(&self, int: &mut Signal) {
+    /// Sends every listening socket (the gateway's and the admin listener's) to the
+    /// process waiting on the upgrade socket.
+    fn hand_over(&self) -> Result<usize, String> {
+        let fds = self
+            .acceptors
+            .fds()
+            .ok_or("the listeners have not started yet")?;
+        let path = self.upgrade_socket.display().to_string();
+        let table = fds.lock();
+        table
+            .send_to_sock(path.as_str())
+            .map_err(|e| format!("{path}: {e} (is `meshgate run --upgrade` waiting there?)"))?;
+        Ok(table.serialize().0.len())
+    }
+
+    /// `/ready` 503 at once; accept for `accept_for` more; then stop accepting, tell
+    /// open connections, and wait for them until `terminationDrainDuration` after the
+    /// signal (or a SIGINT); flush the access log.
+    async fn drain(&self, int: &mut Signal, accept_for: Duration) {
         let signalled = Instant::now();
         let settings = self.shared.load().snapshot.downstream.clone();
         self.draining.store(true, Ordering::Relaxed);
         crate::notify::notify("STOPPING=1");
-        log::info!(
-            "SIGTERM: draining; /ready answers 503, listeners accept for {:?} more",
-            settings.drain_duration
-        );
         let interrupted = tokio::select! {
-            _ = tokio::time::sleep(settings.drain_duration) => false,
+            _ = tokio::time::sleep(accept_for) => false,
             _ = int.recv() => true,
         };
         self.acceptors.stop_all();

@@ -18,9 +18,9 @@ use arc_swap::ArcSwap;
 use pingora::apps::HttpServerOptions;
 use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, Server, ShutdownWatch};
-use pingora::services::background::{background_service, BackgroundService};
+use pingora::server::{ListenFds, RunArgs, Server, ShutdownWatch};
 use pingora::services::listening::Service;
+use pingora::services::{ServiceReadyNotifier, ServiceWithDependents};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,6 +32,13 @@ use tokio::sync::watch;
 pub struct Source {
     pub paths: Vec<PathBuf>,
     pub cli_labels: Vec<(String, String)>,
+}
+
+/// The binary upgrade hand-over: the unix socket the listening sockets pass through, and
+/// whether this process is the new one (it takes them instead of binding).
+pub struct Upgrade {
+    pub socket: PathBuf,
+    pub take_over: bool,
 }
 
 type Gateway = ListenerApp<HttpProxy<GatewayProxy>>;
@@ -53,6 +60,7 @@ pub(crate) struct Control {
     connections_shutdown: watch::Sender<bool>,
     /// One reload at a time.
     reloading: std::sync::Mutex<()>,
+    upgrade_socket: PathBuf,
 }
 
 impl Control {
@@ -62,7 +70,13 @@ impl Control {
 }
 
 /// Runs until the process is stopped; never returns.
-pub fn serve(snapshot: Snapshot, admin: &str, telemetry: Telemetry, source: Source) -> ! {
+pub fn serve(
+    snapshot: Snapshot,
+    admin: &str,
+    telemetry: Telemetry,
+    source: Source,
+    upgrade: Upgrade,
+) -> ! {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let conf = ServerConf {
         threads,
@@ -71,18 +85,32 @@ pub fn serve(snapshot: Snapshot, admin: &str, telemetry: Telemetry, source: Sour
         // The drain happens before Pingora is told to stop (lifecycle.rs).
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(1),
+        upgrade_sock: upgrade.socket.display().to_string(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = pingora::server::configuration::Opt {
+        upgrade: upgrade.take_over,
+        ..Default::default()
+    };
+    if upgrade.take_over {
+        log::info!(
+            "upgrade: waiting for the running process's sockets on {} (send it SIGQUIT)",
+            upgrade.socket.display()
+        );
+    }
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    // With --upgrade, this waits for the old process's listening sockets.
     server.bootstrap();
 
     let addresses: Vec<SocketAddr> = snapshot.listeners.iter().map(|l| l.address).collect();
-    // Refuse to start when an address is taken, naming it.
-    for addr in addresses
-        .iter()
-        .map(|a| a.to_string())
-        .chain([admin.to_string()])
-    {
+    // Refuse to start when an address is taken, naming it (an upgrade takes them over).
+    let taken_over = if upgrade.take_over {
+        &addresses[..0]
+    } else {
+        &addresses[..]
+    };
+    let admin_check = (!upgrade.take_over).then(|| admin.to_string());
+    for addr in taken_over.iter().map(|a| a.to_string()).chain(admin_check) {
         if let Err(e) = std::net::TcpListener::bind(&addr) {
             log::error!("cannot listen on {addr}: {e}");
             std::process::exit(1);
@@ -129,11 +157,13 @@ pub fn serve(snapshot: Snapshot, admin: &str, telemetry: Telemetry, source: Sour
         draining: draining.clone(),
         connections_shutdown,
         reloading: std::sync::Mutex::new(()),
+        upgrade_socket: upgrade.socket,
     });
 
-    let mut gateway = background_service("gateway listeners", GatewayService(control.clone()));
-    gateway.threads = Some(threads);
-    server.add_service(gateway);
+    server.add_service(GatewayService {
+        control: control.clone(),
+        threads,
+    });
     credential_refresher(shared.clone());
     lifecycle::handle_signals(control.clone());
 
@@ -151,23 +181,56 @@ pub fn serve(snapshot: Snapshot, admin: &str, telemetry: Telemetry, source: Sour
 }
 
 /// Hosts the gateway's accept loops on a runtime of `threads` workers: binds the first
-/// generation's listeners, then tells systemd the gateway is ready.
-struct GatewayService(Arc<Control>);
+/// generation's listeners (or takes them from the process it upgrades), then tells
+/// systemd the gateway is ready.
+struct GatewayService {
+    control: Arc<Control>,
+    threads: usize,
+}
 
 #[async_trait::async_trait]
-impl BackgroundService for GatewayService {
-    async fn start(&self, _shutdown: ShutdownWatch) {
-        let c = &self.0;
+impl ServiceWithDependents for GatewayService {
+    async fn start_service(
+        &mut self,
+        fds: Option<ListenFds>,
+        _shutdown: ShutdownWatch,
+        _listeners_per_fd: usize,
+        ready: ServiceReadyNotifier,
+    ) {
+        let c = &self.control;
         let _ = c.runtime.set(tokio::runtime::Handle::current());
+        if let Some(fds) = fds {
+            c.acceptors.use_fds(fds);
+        }
         let addresses = Control::listener_addresses(&c.shared.load());
-        let failed = c.acceptors.add(&addresses);
-        if let Err((addr, e)) = failed {
+        if let Err((addr, e)) = c.acceptors.add(&addresses) {
             log::error!("cannot listen on {addr}: {e}");
             std::process::exit(1);
         }
-        crate::notify::notify("READY=1");
+        ready.notify_ready();
+        crate::notify::notify(&format!("READY=1\nMAINPID={}", std::process::id()));
         // The loops run on this runtime until the process ends; Pingora's shutdown is
         // told only once the drain is over (lifecycle.rs).
+    }
+
+    fn name(&self) -> &str {
+        "gateway listeners"
+    }
+
+    fn threads(&self) -> Option<usize> {
+        Some(self.threads)
+    }
+
+    /// The sockets this service claims: on an upgrade, handed-over sockets no service
+    /// claims (ports the new config dropped) are closed by Pingora.
+    fn listen_addresses(&self) -> Option<Vec<String>> {
+        let g = self.control.shared.load();
+        Some(
+            Control::listener_addresses(&g)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        )
     }
 }
 
