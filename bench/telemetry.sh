@@ -19,7 +19,10 @@
 # For mg-json the script checks one log line per request (lines >= requests - 1%) and
 # prints meshgate_access_log_dropped_total. Spread = (max-min)/median across rounds.
 #
-#   [BASE_BIN=...] [NEW_BIN=...] bench/telemetry.sh [DURATION_SECONDS] [CONNECTIONS] [ROUNDS]
+# CLOSE=1 makes every request open a new connection (wrk with `Connection: close`): the
+# accept path's cost instead of the request path's.
+#
+#   [BASE_BIN=...] [NEW_BIN=...] [CLOSE=1] bench/telemetry.sh [DURATION_SECONDS] [CONNECTIONS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-8}
@@ -41,6 +44,9 @@ if [ -z "${NEW_BIN:-}" ]; then
 fi
 busy=$(pgrep -x 'cargo|rustc' || true)
 [ -n "$busy" ] && echo "WARNING: cargo/rustc running (pids $(echo $busy)): figures will be noisy" >&2
+
+wrk_close=()
+[ "${CLOSE:-}" = 1 ] && wrk_close=(-H "Connection: close")
 
 work=$(mktemp -d)
 up=18180 ngx=18181 mg=18182 admin=18190
@@ -128,7 +134,8 @@ start_mg() { # binary confdir → mgpid
   done
   curl -sf "http://127.0.0.1:$mg/" >/dev/null || { echo "meshgate ($1) not serving:"; cat "$work/mg.log"; exit 1; }
 }
-stop_mg() { kill "$mgpid"; wait "$mgpid" 2>/dev/null || true; mgpid=""; }
+# SIGINT: a fast stop (SIGTERM would drain for drainDuration first).
+stop_mg() { kill -INT "$mgpid"; wait "$mgpid" 2>/dev/null || true; mgpid=""; }
 ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 lines() { [ -f "$log" ] && wc -l <"$log" || echo 0; }
 
@@ -140,10 +147,10 @@ measure() { # name round
     mg) start_mg "$NEW_BIN" plain; pid=$mgpid ;;
     mg-json) start_mg "$NEW_BIN" json; pid=$mgpid ;;
   esac
-  taskset -c 1 wrk -t1 -c"$conns" -d1s "http://127.0.0.1:$port/" >/dev/null 2>&1
+  taskset -c 1 wrk -t1 -c"$conns" -d1s "${wrk_close[@]}" "http://127.0.0.1:$port/" >/dev/null 2>&1
   sleep 0.5
   l0=$(lines); t0=$(ticks "$pid")
-  out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${duration}s" --latency "http://127.0.0.1:$port/" 2>&1)
+  out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${duration}s" --latency "${wrk_close[@]}" "http://127.0.0.1:$port/" 2>&1)
   sleep 0.5 # the access-log thread's last flush counts too
   t1=$(ticks "$pid"); l1=$(lines)
   req=$(awk '/requests in/ {print $1}' <<<"$out")

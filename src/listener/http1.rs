@@ -142,6 +142,8 @@ where
     }
     let h2c = !tls && app.server_options().is_some_and(|o| o.h2c);
     let mut buf = BytesMut::new();
+    // The write buffer of each request's replay stream, kept across requests.
+    let mut out: Vec<u8> = Vec::new();
     let mut persistent: Option<HttpPersistentSettings> = None;
     let mut first = true;
     loop {
@@ -198,13 +200,17 @@ where
                 return None;
             }
             Head::H2Preface => {
-                let replay: Stream = Box::new(Replay::new(stream, buf));
+                let replay: Stream = Box::new(Replay::new(stream, buf, Vec::new()));
                 return ServerApp::process_new(app, replay, shutdown).await;
             }
             Head::Complete => {}
         }
         first = false;
-        let replay: Stream = Box::new(Replay::new(stream, std::mem::take(&mut buf)));
+        let replay: Stream = Box::new(Replay::new(
+            stream,
+            std::mem::take(&mut buf),
+            std::mem::take(&mut out),
+        ));
         let mut session = ServerSession::new_http1(replay);
         match persistent.take() {
             Some(p) => p.apply_to_session(&mut session),
@@ -228,9 +234,10 @@ where
             return None;
         }
         let replay = next.into_any().downcast::<Replay>().ok()?;
-        let (inner, rest) = replay.into_parts();
+        let (inner, rest, spare) = replay.into_parts()?;
         stream = inner;
         buf = rest;
+        out = spare;
     }
 }
 

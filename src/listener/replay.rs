@@ -2,6 +2,11 @@
 //! head itself (to bound its time and size before Pingora sees it), then hands Pingora a
 //! stream that replays those bytes first. Works the same over plain TCP and terminated
 //! TLS; everything else (digests, TLS info, shutdown) is the inner stream's.
+//!
+//! Small writes are gathered until a flush, as Pingora's own listener streams do with
+//! their one-segment write buffer: a response's head and a small body leave in one send
+//! (the accept loops hand out unbuffered streams; without this, each response cost an
+//! extra `sendto`, measured at ~15% more CPU per request).
 
 use bytes::{Buf, BytesMut};
 use pingora::protocols::raw_connect::ProxyDigest;
@@ -17,20 +22,44 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
+/// Writes are gathered up to this (one TCP segment, Pingora's L4 write buffer size).
+const WRITE_BUFFER: usize = 1460;
+
 #[derive(Debug)]
 pub struct Replay {
     prefix: BytesMut,
     inner: Stream,
+    /// Written, not yet sent: sent on flush, shutdown, or when the next write would
+    /// not fit.
+    out: Vec<u8>,
 }
 
 impl Replay {
-    pub fn new(inner: Stream, prefix: BytesMut) -> Replay {
-        Replay { prefix, inner }
+    /// `out`: an empty buffer to gather writes in (kept from the connection's last
+    /// request, so a kept-alive connection allocates it once).
+    pub fn new(inner: Stream, prefix: BytesMut, mut out: Vec<u8>) -> Replay {
+        out.clear();
+        Replay { prefix, inner, out }
     }
 
-    /// The inner stream and the bytes not replayed yet.
-    pub fn into_parts(self) -> (Stream, BytesMut) {
-        (self.inner, self.prefix)
+    /// The inner stream, the bytes not replayed yet and the write buffer; `None` when
+    /// written bytes were never flushed (the connection cannot be reused then).
+    pub fn into_parts(self) -> Option<(Stream, BytesMut, Vec<u8>)> {
+        self.out
+            .is_empty()
+            .then_some((self.inner, self.prefix, self.out))
+    }
+
+    /// Sends what is gathered.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.out.is_empty() {
+            let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &self.out))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.out.drain(..n);
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -56,27 +85,25 @@ impl AsyncWrite for Replay {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = &mut *self;
+        if this.out.len() + buf.len() > WRITE_BUFFER {
+            std::task::ready!(this.poll_drain(cx))?;
+            if buf.len() >= WRITE_BUFFER {
+                return Pin::new(&mut this.inner).poll_write(cx, buf);
+            }
+        }
+        this.out.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_drain(cx))?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_drain(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
     }
 }
 
