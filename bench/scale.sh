@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Config at scale: wall time and peak RSS of `meshgate validate` and of `meshgate run`
-# start-up (until the admin /ready answers 200) for N VirtualServices x 10 routes.
+# start-up (until the admin /ready answers 200) for N VirtualServices x 10 routes, and the
+# time a reload (SIGHUP) of the same config takes until /server_info shows generation 2,
+# with wrk's maximum latency over 3 s of load around it (does a reload stall serving?).
 #
 #   bench/scale.sh [N ...]          default: 1000 3000 10000 30000
 #
@@ -129,14 +131,36 @@ measure_run() {
         awk '/Requests\/sec/ { print $2 }' "$WORK/wrk-$n.log" > "$WORK/rps-$n"
     fi
     child=$(pgrep -P "$pid" || true)
-    [ -n "$child" ] && kill -KILL "$child"
+    local reload=- stall=- wp=""
+    if [ -n "$child" ]; then
+        if command -v wrk >/dev/null; then
+            wrk -t1 -c8 -d3s --latency -H "Host: app-$((n - 1)).example.com" \
+                "http://127.0.0.1:$PORT/healthz" > "$WORK/wrk-reload-$n.log" 2>&1 &
+            wp=$!
+            sleep 1
+        fi
+        local r0 r1
+        r0=$(date +%s.%N)
+        kill -HUP "$child"
+        until curl -s "http://127.0.0.1:$ADMIN_PORT/server_info" | grep -q '"config_generation": 2'; do
+            sleep 0.01
+        done
+        r1=$(date +%s.%N)
+        reload=$(awk -v a="$r1" -v b="$r0" 'BEGIN { printf "%.2f", a - b }')
+        if [ -n "$wp" ]; then
+            wait "$wp" || true
+            stall=$(awk '$1 == "Latency" { print $4 }' "$WORK/wrk-reload-$n.log")
+        fi
+        echo "$reload $stall" > "$WORK/reload-$n"
+        kill -KILL "$child"
+    fi
     wait "$pid" 2>/dev/null || true
     local rss
     rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$log")
     echo "$(awk -v a="$t1" -v b="$t0" 'BEGIN { print a - b }') $rss"
 }
 
-printf '%-8s %-10s %-22s %-22s %s\n' "VS" "YAML MB" "validate s / MiB" "run to /ready s / MiB" "req/s (wrk, if installed)"
+printf '%-8s %-10s %-22s %-22s %-12s %-14s %s\n' "VS" "YAML MB" "validate s / MiB" "run to /ready s / MiB" "reload s" "max latency" "req/s (wrk, if installed)"
 for n in "${SIZES[@]}"; do
     dir=$WORK/vs-$n
     generate "$n" "$dir"
@@ -149,5 +173,6 @@ for n in "${SIZES[@]}"; do
         if [ -z "$best_r" ] || awk -v a="${r%% *}" -v b="${best_r%% *}" 'BEGIN { exit !(a < b) }'; then best_r=$r; fi
     done
     fmt() { awk -v t="${1%% *}" -v k="${1##* }" 'BEGIN { printf "%.2f s / %d MiB", t, k / 1024 }'; }
-    printf '%-8s %-10s %-22s %-22s %s\n' "$n" "$mb" "$(fmt "$best_v")" "$(fmt "$best_r")" "$(cat "$WORK/rps-$n" 2>/dev/null || echo -)"
+    read -r rl st < "$WORK/reload-$n" || { rl=-; st=-; }
+    printf '%-8s %-10s %-22s %-22s %-12s %-14s %s\n' "$n" "$mb" "$(fmt "$best_v")" "$(fmt "$best_r")" "$rl" "$st" "$(cat "$WORK/rps-$n" 2>/dev/null || echo -)"
 done
