@@ -26,3 +26,23 @@ if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
   python3 -m pip install -q prometheus_client 2>/dev/null \
     || python3 -m pip install -q --break-system-packages prometheus_client
 fi
+
+# Packaging (packaging/build-deb.sh, tests/packaging.rs): cargo-deb builds the .deb
+# (strip/objcopy from binutils); systemd-analyze verifies the unit and scores its
+# hardening; strace shows which system calls the binary makes, against the unit's filter.
+pkg_need=()
+command -v objcopy >/dev/null 2>&1 || pkg_need+=(binutils)
+command -v systemd-analyze >/dev/null 2>&1 || pkg_need+=(systemd)
+command -v strace >/dev/null 2>&1 || pkg_need+=(strace)
+if [ ${#pkg_need[@]} -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  echo "tests/setup.sh: installing ${pkg_need[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${pkg_need[@]}" >/dev/null
+fi
+# Major version 3 (the one packaging/ is written and tested against).
+if ! cargo deb --version 2>/dev/null | grep -q '^cargo-deb 3\.'; then
+  echo "tests/setup.sh: installing cargo-deb 3 (cargo install, a few minutes)" >&2
+  cargo install cargo-deb --version '^3' --locked --quiet
+fi
