@@ -509,8 +509,12 @@ fn postinst_restarts_on_upgrade_only_when_the_config_validates() {
     assert!(
         calls
             .iter()
-            .any(|l| l == "deb-systemd-invoke try-restart meshgate.service"),
-        "valid config, no restart: {calls:#?}\n{stderr}"
+            .any(|l| l == "systemctl kill --kill-who=main --signal=USR2 meshgate.service"),
+        "valid config, no in-place upgrade: {calls:#?}\n{stderr}"
+    );
+    assert!(
+        !calls.iter().any(|l| l.contains("try-restart")),
+        "the hand-over worked, no restart: {calls:#?}"
     );
     assert!(!calls.iter().any(|l| l.contains(" start ")), "{calls:#?}");
 

@@ -394,60 +394,7 @@ fn a_binary_upgrade_under_load_refuses_no_connection() {
     }
     let addr: SocketAddr = format!("127.0.0.1:{a}").parse().unwrap();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let served = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let mut clients = Vec::new();
-    for i in 0..4 {
-        let (stop, served, failures) = (stop.clone(), served.clone(), failures.clone());
-        clients.push(std::thread::spawn(move || {
-            let keepalive = i % 2 == 0;
-            let mut conn: Option<BufReader<TcpStream>> = None;
-            let mut reused = false;
-            while !stop.load(Ordering::Relaxed) {
-                let answer = if keepalive {
-                    if conn.is_none() {
-                        match TcpStream::connect(addr) {
-                            Ok(c) => {
-                                conn = Some(BufReader::new(c));
-                                reused = false;
-                            }
-                            Err(e) => {
-                                failures.lock().unwrap().push(format!("connect: {e}"));
-                                continue;
-                            }
-                        }
-                    }
-                    let a = keepalive_get(conn.as_mut().unwrap());
-                    let broke = a.is_none();
-                    if a.as_ref().is_none_or(|a| a.2) {
-                        conn = None;
-                    }
-                    if broke && reused {
-                        // A kept-alive connection the old process closed as it drained,
-                        // just as the request went out: a client sends it again on a
-                        // new connection (RFC 9112 9.3.1), as these do.
-                        continue;
-                    }
-                    reused = true;
-                    a.map(|(status, body, _)| (status, body))
-                } else {
-                    raw(
-                        addr,
-                        format!("GET /n HTTP/1.1\r\nhost: {HOST}\r\nconnection: close\r\n\r\n")
-                            .as_bytes(),
-                    )
-                    .map(|r| (r.status, r.text()))
-                };
-                match answer {
-                    Some((200, body)) if body.starts_with("v1") => {
-                        served.fetch_add(1, Ordering::Relaxed);
-                    }
-                    other => failures.lock().unwrap().push(format!("{other:?}")),
-                }
-            }
-        }));
-    }
+    let load = Load::start(addr);
     std::thread::sleep(Duration::from_millis(300));
     let mut new = spawn_gateway(&dir, admin, &socket, true);
     // The new process waits on the upgrade socket; then the old one is told to hand over.
@@ -459,7 +406,7 @@ fn a_binary_upgrade_under_load_refuses_no_connection() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let before = served.load(Ordering::Relaxed);
+    let before = load.served();
     let ok = Command::new("kill")
         .args(["-QUIT", &old.id().to_string()])
         .status()
@@ -482,24 +429,187 @@ fn a_binary_upgrade_under_load_refuses_no_connection() {
     let info: Value =
         serde_json::from_str(&get(admin, "admin", "/server_info", &[]).text()).unwrap();
     assert_eq!(info["pid"], new.id());
-    let during = served.load(Ordering::Relaxed);
+    let during = load.served();
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
-    }
-    let after = served.load(Ordering::Relaxed);
+    let after = load.finish();
     let _ = new.kill();
     let _ = new.wait();
-    let failures = failures.lock().unwrap();
-    assert!(
-        failures.is_empty(),
-        "{} failed of {after}: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
     assert!(
         during > before && after > during + 50,
         "{before} {during} {after}"
     );
+}
+
+/// Four clients sending requests until told to stop: two on kept-alive connections, two
+/// opening a connection per request. Every answer must be a 200 from `v1`.
+struct Load {
+    stop: Arc<AtomicBool>,
+    served: Arc<AtomicUsize>,
+    failures: Arc<Mutex<Vec<String>>>,
+    clients: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addr: SocketAddr) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(AtomicUsize::new(0));
+        let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+        let mut clients = Vec::new();
+        for i in 0..4 {
+            let (stop, served, failures) = (stop.clone(), served.clone(), failures.clone());
+            clients.push(std::thread::spawn(move || {
+                let keepalive = i % 2 == 0;
+                let mut conn: Option<BufReader<TcpStream>> = None;
+                let mut reused = false;
+                while !stop.load(Ordering::Relaxed) {
+                    let answer = if keepalive {
+                        if conn.is_none() {
+                            match TcpStream::connect(addr) {
+                                Ok(c) => {
+                                    conn = Some(BufReader::new(c));
+                                    reused = false;
+                                }
+                                Err(e) => {
+                                    failures.lock().unwrap().push(format!("connect: {e}"));
+                                    continue;
+                                }
+                            }
+                        }
+                        let a = keepalive_get(conn.as_mut().unwrap());
+                        let broke = a.is_none();
+                        if a.as_ref().is_none_or(|a| a.2) {
+                            conn = None;
+                        }
+                        if broke && reused {
+                            // A kept-alive connection the old process closed as it drained,
+                            // just as the request went out: a client sends it again on a
+                            // new connection (RFC 9112 9.3.1), as these do.
+                            continue;
+                        }
+                        reused = true;
+                        a.map(|(status, body, _)| (status, body))
+                    } else {
+                        raw(
+                            addr,
+                            format!("GET /n HTTP/1.1\r\nhost: {HOST}\r\nconnection: close\r\n\r\n")
+                                .as_bytes(),
+                        )
+                        .map(|r| (r.status, r.text()))
+                    };
+                    match answer {
+                        Some((200, body)) if body.starts_with("v1") => {
+                            served.fetch_add(1, Ordering::Relaxed);
+                        }
+                        other => failures.lock().unwrap().push(format!("{other:?}")),
+                    }
+                }
+            }));
+        }
+        Load {
+            stop,
+            served,
+            failures,
+            clients,
+        }
+    }
+
+    fn served(&self) -> usize {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// Stops the clients; fails the test if any request failed; the requests served.
+    fn finish(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        for c in self.clients {
+            c.join().unwrap();
+        }
+        let served = self.served.load(Ordering::Relaxed);
+        let failures = self.failures.lock().unwrap();
+        assert!(
+            failures.is_empty(),
+            "{} failed of {served}: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
+        served
+    }
+}
+
+#[test]
+fn sigusr2_upgrades_in_place_and_hands_systemd_the_new_main_pid() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = scratch("upgrade-in-place");
+    let a = free_port();
+    write(&dir, "conf/mesh.yaml", &mesh(""));
+    write(&dir, "conf/all.yaml", &config(&[a], "v1", &v1, &v2));
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let socket = dir.join("upgrade.sock");
+    // systemd's notify socket, played by the test.
+    let notify_path = dir.join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let log = std::fs::File::create(dir.join("gateway.log")).unwrap();
+    let mut old = Command::new(env!("CARGO_BIN_EXE_meshgate"))
+        .args(["run", "--config"])
+        .arg(dir.join("conf"))
+        .args(["--admin", &admin.to_string(), "--upgrade-socket"])
+        .arg(&socket)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut messages = Vec::new();
+    let mut next = || {
+        let mut buf = [0u8; 512];
+        let n = notify.recv(&mut buf).expect("a notify message");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    messages.push(next());
+    assert!(messages[0].starts_with("READY=1"), "{messages:?}");
+    let addr: SocketAddr = format!("127.0.0.1:{a}").parse().unwrap();
+    let load = Load::start(addr);
+    std::thread::sleep(Duration::from_millis(300));
+    signal_pid(old.id(), "-USR2");
+    // The old process names the new main pid, then stops; the new one says it is ready.
+    let mainpid = loop {
+        let m = next();
+        if let Some(pid) = m.strip_prefix("MAINPID=") {
+            break pid.trim().parse::<u32>().unwrap();
+        }
+        messages.push(m);
+    };
+    assert_ne!(mainpid, old.id());
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = old.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the old process does not exit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "old: {status}");
+    let info: Value =
+        serde_json::from_str(&get(admin, "admin", "/server_info", &[]).text()).unwrap();
+    assert_eq!(info["pid"], mainpid, "the new process serves");
+    std::thread::sleep(Duration::from_millis(300));
+    let served = load.finish();
+    assert!(served > 100, "{served}");
+    signal_pid(mainpid, "-INT");
+    let log = std::fs::read_to_string(dir.join("gateway.log")).unwrap();
+    assert!(log.contains("handed to process"), "{log}");
+}
+
+fn signal_pid(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
 }

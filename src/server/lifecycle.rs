@@ -7,7 +7,11 @@
 //! get until `terminationDrainDuration` after the signal to finish; the access log is
 //! flushed and the process exits 0. `SIGINT` stops at once. `SIGQUIT` hands the
 //! listening sockets to a new process started with `--upgrade` (binary upgrade), then
-//! stops accepting at once and drains the same way: no connection is refused.
+//! stops accepting at once and drains the same way: no connection is refused. `SIGUSR2`
+//! does the whole upgrade in place, as nginx's: it starts the binary at the path this one
+//! was started from (a package upgrade has replaced it) with the same arguments and
+//! `--upgrade`, hands it the sockets once it waits, tells systemd the new process is the
+//! service's main process (`MAINPID=`), then drains and exits.
 
 use super::Control;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
@@ -24,16 +28,17 @@ pub(super) fn handle_signals(control: Arc<Control>) {
         .enable_all()
         .build();
     let handlers = runtime.and_then(|rt| {
-        let (hup, usr1) = {
+        let (hup, usr1, usr2) = {
             let _in = rt.enter();
             (
                 signal(SignalKind::hangup())?,
                 signal(SignalKind::user_defined1())?,
+                signal(SignalKind::user_defined2())?,
             )
         };
-        Ok((rt, hup, usr1))
+        Ok((rt, hup, usr1, usr2))
     });
-    let (runtime, mut hup, mut usr1) = match handlers {
+    let (runtime, mut hup, mut usr1, mut usr2) = match handlers {
         Ok(h) => h,
         Err(e) => {
             log::error!("cannot handle SIGHUP/SIGUSR1: {e}");
@@ -55,6 +60,19 @@ pub(super) fn handle_signals(control: Arc<Control>) {
                         Some(()) = usr1.recv() => {
                             log::info!("SIGUSR1: reopening the access log");
                             crate::telemetry::access_log::writer::request_reopen();
+                        }
+                        Some(()) = usr2.recv() => {
+                            log::info!("SIGUSR2: upgrading in place");
+                            let c = control.clone();
+                            let done = tokio::task::spawn_blocking(move || c.upgrade_in_place()).await;
+                            match done {
+                                Ok(Ok(pid)) => {
+                                    log::info!("upgrade: process {pid} serves; draining");
+                                    control.handed_over.notify_one();
+                                }
+                                Ok(Err(e)) => log::error!("upgrade failed, still serving: {e}"),
+                                Err(e) => log::error!("upgrade failed, still serving: {e}"),
+                            }
                         }
                         else => return,
                     }
@@ -93,6 +111,10 @@ impl ShutdownSignalWatch for Stop {
                     self.0.drain(&mut int, accept_for).await;
                     return ShutdownSignal::FastShutdown;
                 }
+                _ = self.0.handed_over.notified() => {
+                    self.0.drain(&mut int, Duration::ZERO).await;
+                    return ShutdownSignal::FastShutdown;
+                }
                 _ = quit.recv() => match self.0.hand_over() {
                     Ok(n) => {
                         log::info!("SIGQUIT: {n} listening socket(s) handed to the new process; draining");
@@ -120,6 +142,47 @@ impl Control {
             .send_to_sock(path.as_str())
             .map_err(|e| format!("{path}: {e} (is `meshgate run --upgrade` waiting there?)"))?;
         Ok(table.serialize().0.len())
+    }
+
+    /// Starts the new binary with `--upgrade`, waits until it listens on the upgrade
+    /// socket, hands it the sockets and makes it systemd's main process; the new
+    /// process's pid. A new process that exits first (a config it refuses, say) leaves
+    /// this one serving.
+    fn upgrade_in_place(&self) -> Result<u32, String> {
+        let mut args = std::env::args_os();
+        let program = args.next().ok_or("no program path")?;
+        let mut rest: Vec<std::ffi::OsString> = args.filter(|a| a != "--upgrade").collect();
+        rest.push("--upgrade".into());
+        if !rest.iter().any(|a| a == "--upgrade-socket") {
+            rest.push("--upgrade-socket".into());
+            rest.push(self.upgrade_socket.clone().into_os_string());
+        }
+        let _ = std::fs::remove_file(&self.upgrade_socket);
+        let mut child = std::process::Command::new(&program)
+            .args(&rest)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", program.to_string_lossy()))?;
+        let waited = std::time::Instant::now();
+        while !self.upgrade_socket.exists() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("the new process exited first ({status})"));
+            }
+            if waited.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                return Err("the new process did not wait on the upgrade socket".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let sent = self.hand_over()?;
+        log::info!(
+            "upgrade: {sent} listening socket(s) handed to process {}",
+            child.id()
+        );
+        let pid = child.id();
+        crate::notify::notify(&format!("MAINPID={pid}"));
+        // The new process outlives this one (dropping the handle neither waits nor kills).
+        drop(child);
+        Ok(pid)
     }
 
     /// `/ready` 503 at once; accept for `accept_for` more; then stop accepting, tell

@@ -61,6 +61,9 @@ pub(crate) struct Control {
     /// One reload at a time.
     reloading: std::sync::Mutex<()>,
     upgrade_socket: PathBuf,
+    /// Set once the sockets were handed to a new process (SIGUSR2): the stop watcher
+    /// drains and exits.
+    handed_over: tokio::sync::Notify,
 }
 
 impl Control {
@@ -158,6 +161,7 @@ pub fn serve(
         connections_shutdown,
         reloading: std::sync::Mutex::new(()),
         upgrade_socket: upgrade.socket,
+        handed_over: tokio::sync::Notify::new(),
     });
 
     server.add_service(GatewayService {
