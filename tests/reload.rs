@@ -562,7 +562,7 @@ fn sigusr2_upgrades_in_place_and_hands_systemd_the_new_main_pid() {
         .spawn()
         .unwrap();
     let mut messages = Vec::new();
-    let mut next = || {
+    let next = || {
         let mut buf = [0u8; 512];
         let n = notify.recv(&mut buf).expect("a notify message");
         String::from_utf8_lossy(&buf[..n]).into_owned()
