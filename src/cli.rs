@@ -167,7 +167,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Explain(args) => explain(&args),
         Command::Run(args) => {
             crate::logger::init(cli.log_level.as_deref());
-            let mut checked = config::load_and_check(&args.config, &args.labels);
+            let parsed = config::loader::DocCache::default();
+            let mut checked = config::load_and_check_cached(&args.config, &args.labels, &parsed);
             let labels = checked.config.instance_labels(&args.labels);
             let telemetry = telemetry_settings(&mut checked, &labels);
             let failed = report(&checked, false, false);
@@ -196,9 +197,12 @@ pub fn run(cli: Cli) -> i32 {
                 }
             };
             let snapshot = crate::snapshot::compile(&checked.config, &labels);
+            // The model is not needed once compiled (a reload reads the files again).
+            drop(checked);
             let source = crate::server::Source {
                 paths: args.config.clone(),
                 cli_labels: args.labels.clone(),
+                parsed,
             };
             let upgrade = crate::server::Upgrade {
                 socket: args.upgrade_socket.clone(),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use yaml_rust2::parser::{Event, Parser};
 
 /// Field paths of one YAML document and the (1-based) line each starts on.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct LineIndex {
     lines: HashMap<String, usize>,
 }
@@ -42,7 +42,7 @@ impl LineIndex {
 
 /// A document's text, indexed on first use: most resources never need a line (only
 /// those with a diagnostic do), and the text is a fraction of the index's size.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct LazyLineIndex {
     text: Box<str>,
     index: std::sync::OnceLock<LineIndex>,

@@ -126,6 +126,16 @@ pub fn load_and_check(paths: &[PathBuf], cli_labels: &[(String, String)]) -> Che
     check(loaded, cli_labels)
 }
 
+/// As [`load_and_check`], parsing only documents `cache` has not seen (reloads).
+pub fn load_and_check_cached(
+    paths: &[PathBuf],
+    cli_labels: &[(String, String)],
+    cache: &loader::DocCache,
+) -> Checked {
+    let loaded = loader::load_cached(paths, Some(cache));
+    check(loaded, cli_labels)
+}
+
 /// Validation and analysis of already-loaded documents.
 pub fn check(loaded: loader::Loaded, cli_labels: &[(String, String)]) -> Checked {
     let mut diags = loaded.diagnostics;

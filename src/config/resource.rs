@@ -13,7 +13,7 @@ pub struct Source {
     pub line: usize,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Resource {
     pub kind: Kind,
     pub name: String,

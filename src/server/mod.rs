@@ -32,6 +32,9 @@ use tokio::sync::watch;
 pub struct Source {
     pub paths: Vec<PathBuf>,
     pub cli_labels: Vec<(String, String)>,
+    /// The documents parsed at start (or the last reload): a reload parses only those
+    /// that changed.
+    pub parsed: crate::config::loader::DocCache,
 }
 
 /// The binary upgrade hand-over: the unix socket the listening sockets pass through, and

@@ -36,7 +36,11 @@ impl Control {
 
     fn try_reload(&self) -> Result<u64, String> {
         let t0 = Instant::now();
-        let mut checked = config::load_and_check(&self.source.paths, &self.source.cli_labels);
+        let mut checked = config::load_and_check_cached(
+            &self.source.paths,
+            &self.source.cli_labels,
+            &self.source.parsed,
+        );
         let labels = checked.config.instance_labels(&self.source.cli_labels);
         if let Err(d) = crate::telemetry::Settings::from_config(&checked.config, &labels) {
             checked.diagnostics.push(*d);
