@@ -7,9 +7,9 @@
 //! any other `%` must start `%COMMAND(arg):len%` (`COMMAND` of `A-Z0-9_`), else the
 //! format is refused, naming the position.
 
+use super::digits::push_u64;
 use super::json::{self, Node};
 use super::operators::{self, Op, Value};
-use super::time::push_u64;
 use crate::telemetry::Exchange;
 use std::fmt;
 

@@ -2,7 +2,7 @@
 //! order written (serde_json's `Map` sorts them unless a feature is on), and escaping
 //! values so every line is valid JSON whatever bytes a client sent.
 
-use super::time::push_i64;
+use super::digits::push_i64;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 

@@ -5,8 +5,9 @@
 //! Names, argument rules and error texts follow Envoy's `stream_info_formatter.cc`,
 //! `http_specific_formatter.cc` and `CommandSyntaxChecker`.
 
+use super::digits::push_u64;
 use super::json::escape_into;
-use super::time::{push_u64, TimeFormat};
+use super::time::TimeFormat;
 use crate::telemetry::{Exchange, ResponseFlags};
 use http::header::{HeaderName, HOST};
 use pingora::http::{RequestHeader, ResponseHeader};

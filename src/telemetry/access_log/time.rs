@@ -7,6 +7,7 @@
 //! strftime. Without `(fmt)` the time is `%Y-%m-%dT%H:%M:%E3SZ`
 //! (`2024-06-02T13:24:57.930Z`).
 
+use super::digits::{push_i64, push_padded, push_u64};
 use super::json;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -452,34 +453,6 @@ fn push_fraction(out: &mut Vec<u8>, nanos: u32, digits: u8) {
         u64::from(nanos / 10u32.pow(9 - digits)),
         digits as usize,
     );
-}
-
-/// Appends `n` in decimal without allocating.
-pub fn push_u64(out: &mut Vec<u8>, n: u64) {
-    push_padded(out, n, 1);
-}
-
-/// Appends `n` in decimal, zero-padded to at least `width` digits.
-pub fn push_padded(out: &mut Vec<u8>, mut n: u64, width: usize) {
-    let mut buf = [b'0'; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let start = i.min(buf.len().saturating_sub(width));
-    out.extend_from_slice(&buf[start..]);
-}
-
-pub fn push_i64(out: &mut Vec<u8>, n: i64) {
-    if n < 0 {
-        out.push(b'-');
-    }
-    push_u64(out, n.unsigned_abs());
 }
 
 #[cfg(test)]
