@@ -120,6 +120,39 @@ fn conf_no_listener_on_a_port() {
     );
 }
 
+#[test]
+fn conf_welcome_page_redirect_and_404_as_nginx() {
+    let run = |path: &str| {
+        explain(&[
+            "--config",
+            &conf(),
+            "--host",
+            "www.example.org:8080",
+            "--path",
+            path,
+        ])
+    };
+    let (code, out, _) = run("/");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        line(&out, "result:"),
+        "result: answered: direct response 200"
+    );
+    let (code, out, _) = run("/index.html");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        line(&out, "result:"),
+        "result: answered: 301 redirect to http://www.example.org:8080/"
+    );
+    let (code, out, _) = run("/nothing-here");
+    assert_eq!(code, 3, "no route: {out}");
+    assert!(
+        out.contains("uri exact \"/\" does not match path \"/nothing-here\""),
+        "says which condition failed: {out}"
+    );
+    assert!(line(&out, "result:").starts_with("result: 404 Not Found (NR)"));
+}
+
 // ---------------------------------------------------------------------------------------
 // A fixture of our own: HTTP on one port, HTTPS (SIMPLE) on another.
 
