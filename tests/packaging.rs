@@ -882,8 +882,8 @@ fn validate_strict(bin: &Path, conf: &Path) {
 }
 
 /// README's first command, `meshgate run --config conf/`, on the checkout's conf/ (copied,
-/// on free ports): the welcome page for any path, bookinfo's paths to its (absent)
-/// upstreams.
+/// on free ports): the welcome page at `/` (`/index.html` redirected there, other paths
+/// 404), bookinfo's paths to its (absent) upstreams.
 #[test]
 fn shipped_conf_answers_with_the_welcome_page() {
     let bin = Path::new(env!("CARGO_BIN_EXE_meshgate"));
@@ -893,9 +893,20 @@ fn shipped_conf_answers_with_the_welcome_page() {
     let mut cmd = Command::new(bin);
     cmd.args(["run", "--config"]).arg(&conf);
     let _gw = Running::start(cmd, conf.with_file_name("meshgate.log"), admin);
-    for path in ["/", "/anything/else?x=1"] {
+    for path in ["/", "/?x=1"] {
         assert_welcome(&curl(&[&format!("http://127.0.0.1:{http}{path}")]));
     }
+    // As nginx's welcome page: /index.html leads to it, other paths are not found.
+    let (_, text) = curl(&[&format!("http://127.0.0.1:{http}/index.html")]);
+    assert!(
+        text.starts_with("HTTP/1.1 301")
+            && text
+                .to_ascii_lowercase()
+                .contains(&format!("location: http://127.0.0.1:{http}/\r")),
+        "{text}"
+    );
+    let (_, text) = curl(&[&format!("http://127.0.0.1:{http}/anything/else?x=1")]);
+    assert!(text.starts_with("HTTP/1.1 404"), "{text}");
     assert_welcome(&curl(&[
         "-H",
         "Host: www.example.com",
@@ -1113,12 +1124,14 @@ fn packaged_config_serves_tls_with_make_certs_inside_the_unit_sandbox() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_welcome(&curl(&[&format!("http://127.0.0.1:{http}/after-rotation")]));
+    assert_welcome(&curl(&[&format!(
+        "http://127.0.0.1:{http}/?after-rotation"
+    )]));
 
     ok(Command::new("kill").args(["-HUP", &pid.to_string()]));
     wait_notify(&notify, "RELOADING=1");
     wait_notify(&notify, "READY=1");
-    assert_welcome(&curl(&[&format!("http://127.0.0.1:{http}/after-reload")]));
+    assert_welcome(&curl(&[&format!("http://127.0.0.1:{http}/?after-reload")]));
 
     ok(Command::new("kill").args(["-TERM", &pid.to_string()]));
     wait_notify(&notify, "STOPPING=1");
@@ -1145,7 +1158,7 @@ fn packaged_config_serves_tls_with_make_certs_inside_the_unit_sandbox() {
     let all = format!("{before}{after}");
     assert_eq!(all.matches("\"GET / HTTP/").count(), 4, "{all}");
     assert!(
-        after.contains("/after-rotation") && after.contains("/after-reload"),
+        after.contains("/?after-rotation") && after.contains("/?after-reload"),
         "access.log after SIGUSR1:\n{after}"
     );
 
