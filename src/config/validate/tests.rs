@@ -799,3 +799,33 @@ fn credentials_dir_is_relative_to_its_file() {
         Some(std::path::PathBuf::from("/var/lib/creds"))
     );
 }
+
+#[test]
+fn destination_rule_policies_not_acted_on_yet_are_warned_never_dropped_silently() {
+    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\nspec:\n  host: a.internal\n  trafficPolicy:\n    loadBalancer: {simple: LEAST_REQUEST}\n    connectionPool:\n      tcp: {maxConnections: 1, connectTimeout: 1s}\n      http: {http1MaxPendingRequests: 1, h2UpgradePolicy: UPGRADE}\n    outlierDetection: {consecutive5xxErrors: 1}\n    tls: {mode: SIMPLE, sni: a.example.com}\n";
+    let w = warnings(dr);
+    for field in [
+        "spec.trafficPolicy.loadBalancer.simple",
+        "spec.trafficPolicy.connectionPool.tcp.maxConnections",
+        "spec.trafficPolicy.connectionPool.http.http1MaxPendingRequests",
+        "spec.trafficPolicy.outlierDetection",
+        "spec.trafficPolicy.tls",
+    ] {
+        assert!(
+            w.iter()
+                .any(|l| l.starts_with(&format!("{field}: not supported by meshgate"))),
+            "{field} in {w:?}"
+        );
+    }
+    assert!(
+        w.iter().any(|l| l.contains("plain text")),
+        "TLS origination's absence is said plainly: {w:?}"
+    );
+    // What is acted on is not warned about.
+    assert!(
+        !w.iter()
+            .any(|l| l.contains("connectTimeout") || l.contains("h2UpgradePolicy")),
+        "{w:?}"
+    );
+    assert!(errors(dr).is_empty());
+}
