@@ -197,12 +197,14 @@ pub fn run(cli: Cli) -> i32 {
                 }
             };
             let snapshot = crate::snapshot::compile(&checked.config, &labels);
+            let start_only = crate::server::start_only_fields(&checked.config);
             // The model is not needed once compiled (a reload reads the files again).
             drop(checked);
             let source = crate::server::Source {
                 paths: args.config.clone(),
                 cli_labels: args.labels.clone(),
                 parsed,
+                start_only,
             };
             let upgrade = crate::server::Upgrade {
                 socket: args.upgrade_socket.clone(),

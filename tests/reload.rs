@@ -613,3 +613,23 @@ fn signal_pid(pid: u32, sig: &str) {
         .success();
     assert!(ok, "kill {sig} {pid}");
 }
+
+#[test]
+fn a_reload_says_which_settings_wait_for_the_next_start() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = scratch("reload-start-only");
+    let a = free_port();
+    write(&dir, "conf/mesh.yaml", &mesh(""));
+    write(&dir, "conf/all.yaml", &config(&[a], "v1", &v1, &v2));
+    let gw = Gateway::start(&dir);
+    write(
+        &dir,
+        "conf/mesh.yaml",
+        &mesh("  accessLogFile: /dev/stdout\n"),
+    );
+    hup(&gw);
+    await_generation(&gw, 2);
+    let log = std::fs::read_to_string(dir.join("meshgate.log")).unwrap();
+    assert!(log.contains("accessLogFile"), "{log}");
+    assert!(log.contains("apply at the next start"), "{log}");
+}

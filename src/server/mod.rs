@@ -35,6 +35,25 @@ pub struct Source {
     /// The documents parsed at start (or the last reload): a reload parses only those
     /// that changed.
     pub parsed: crate::config::loader::DocCache,
+    /// The MeshConfig fields read only at start (access log, admin address), as they
+    /// were: a reload that changes them says they wait for the next start.
+    pub start_only: String,
+}
+
+/// The MeshConfig fields `run` reads only at start, in a form to compare.
+pub fn start_only_fields(c: &crate::config::Config) -> String {
+    let Some(mc) = c.mesh_config() else {
+        return String::new();
+    };
+    format!(
+        "{:?}",
+        (
+            &mc.access_log_file,
+            &mc.access_log_encoding,
+            &mc.access_log_format,
+            &mc.admin_address
+        )
+    )
 }
 
 /// The binary upgrade hand-over: the unix socket the listening sockets pass through, and

@@ -57,6 +57,11 @@ impl Control {
             }
             return Err(format!("{} error(s) in the configuration", errors.len()));
         }
+        if super::start_only_fields(&checked.config) != self.source.start_only {
+            log::warn!(
+                "reload: MeshConfig accessLogFile, accessLogEncoding, accessLogFormat or adminAddress changed: they apply at the next start"
+            );
+        }
         let t1 = Instant::now();
         let snapshot = Arc::new(crate::snapshot::compile(&checked.config, &labels));
         let t2 = Instant::now();
