@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing meshgate needs on a fresh Debian machine that has
 # only the Rust toolchain. Idempotent: installs nothing that is already there.
+# `tests/setup.sh build` installs only what building needs (the README's first command:
+# running the gateway); with no argument, everything the tests need too.
 set -euo pipefail
 
 need=()
@@ -19,6 +21,8 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+
+[ "${1:-}" = build ] && exit 0
 
 # Telemetry tests parse /stats/prometheus with the Prometheus Python client's own parser.
 if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
