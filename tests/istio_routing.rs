@@ -513,7 +513,6 @@ spec:
             proto: Proto::Https,
             host: B_FQDN,
             checks: &[Check::Cluster("outbound|443||b.echo.svc.cluster.local")],
-            expected_failure: Some("#15: DestinationRule tls origination (SIMPLE) to the upstream"),
             ..CALL
         }],
         ..CASE

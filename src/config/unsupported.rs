@@ -139,10 +139,7 @@ const TRAFFIC_POLICY: &[Rule] = &[
         "outlierDetection",
         "outlier detection is not implemented yet: endpoints are never ejected",
     ),
-    (
-        "tls",
-        "TLS origination is not implemented yet: meshgate connects to the upstream in plain text whatever `mode` says",
-    ),
+    ("tls.caCrl", "certificate revocation lists are not checked"),
 ];
 
 const SERVICE_ENTRY: &[Rule] = &[
@@ -262,7 +259,7 @@ mod tests {
         let found = find(Kind::DestinationRule, &doc);
         assert_eq!(
             found.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(),
-            vec!["spec.subsets[0].trafficPolicy.portLevelSettings[0].tls"]
+            vec!["spec.subsets[0].trafficPolicy.portLevelSettings[0].tls.caCrl"]
         );
     }
 }

@@ -29,12 +29,24 @@ pub struct ClusterState {
     /// including an earlier state of a changed cluster of the same name: a changed
     /// cluster starts with fresh connections, an unchanged one keeps its pool.
     pub pool_key: u64,
+    /// TLS origination material (DestinationRule `tls`), read when the state is made.
+    pub tls: Option<super::tls::Material>,
 }
 
 impl ClusterState {
     pub fn new(spec: Arc<ClusterSpec>) -> ClusterState {
         static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+        let tls = spec.policy.tls.as_ref().map(|t| match super::tls::load(t) {
+            Ok(m) => m,
+            Err(e) => {
+                // Still TLS, verified against the system's roots (a private upstream
+                // then fails: 503 UF); never plain text instead.
+                log::error!("{}: TLS origination: {e}", spec.name);
+                super::tls::Material::default()
+            }
+        });
         ClusterState {
+            tls,
             spec,
             balancer: RoundRobin::default(),
             stats: ClusterStats::default(),

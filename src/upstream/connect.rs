@@ -50,7 +50,22 @@ impl std::error::Error for ConnectError {}
 /// within the same cluster state.
 pub fn http_peer(state: &ClusterState, ep: &Endpoint, read_timeout: Option<Duration>) -> HttpPeer {
     state.stats.requests.fetch_add(1, Ordering::Relaxed);
-    let mut peer = HttpPeer::new(ep.address, false, String::new());
+    let tls = state.spec.policy.tls.as_ref();
+    // Pingora's rustls connector verifies the name it sends as SNI: with
+    // `subjectAltNames`, the first of them is both (Istio sends `sni` and checks the SANs).
+    let sni = tls
+        .map(|t| t.subject_alt_names.first().unwrap_or(&t.sni).clone())
+        .unwrap_or_default();
+    let mut peer = HttpPeer::new(ep.address, tls.is_some(), sni);
+    if let Some(t) = tls {
+        // DestinationRule `tls`: verify the upstream unless `insecureSkipVerify`.
+        peer.options.verify_cert = !t.insecure_skip_verify;
+        peer.options.verify_hostname = !t.insecure_skip_verify;
+        if let Some(m) = &state.tls {
+            peer.options.ca = m.ca.clone();
+            peer.client_cert_key = m.client.clone();
+        }
+    }
     peer.group_key = state.pool_key;
     peer.options.connection_timeout = Some(state.spec.policy.connect_timeout);
     if state.spec.policy.http2 {

@@ -7,6 +7,7 @@
 pub mod balancer;
 pub mod cluster;
 pub mod connect;
+pub mod tls;
 
 use crate::snapshot::cluster::{ClusterId, ClusterIdentity};
 use crate::snapshot::Snapshot;

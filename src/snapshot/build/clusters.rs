@@ -73,7 +73,8 @@ pub(super) fn ensure_cluster(
     if snap.cluster_ids.contains_key(&name) {
         return name;
     }
-    let dr = find_destination_rule(c, &d.host, &vr.namespace).map(|(_, dr)| dr);
+    let found_dr = find_destination_rule(c, &d.host, &vr.namespace);
+    let dr = found_dr.map(|(_, dr)| dr);
     let subset_labels = if subset.is_empty() {
         Some(OrderedMap::default())
     } else {
@@ -88,6 +89,7 @@ pub(super) fn ensure_cluster(
     cluster.policy.tcp_idle_timeout = cluster::tcp_idle_timeout(dr, &subset, port.number);
     cluster.policy.http2 = cluster::speaks_http2(dr, &subset, port);
     cluster.policy.connect_timeout = cluster::connect_timeout(dr, &subset, port.number);
+    cluster.policy.tls = cluster::upstream_tls(c, found_dr, &subset, port.number, &fqdn);
     cluster.service = cluster::ServiceRef {
         host: fqdn.clone(),
         namespace: ser.namespace.clone(),

@@ -5,6 +5,7 @@ use crate::config::host;
 use crate::config::model::*;
 use crate::config::Config;
 use crate::snapshot::l4_route::{L4Match, L4Route, Subnet};
+use crate::snapshot::route_table::WeightedClusters;
 use crate::snapshot::sni_router::{ChainAction, FilterChain};
 use crate::snapshot::Snapshot;
 use std::collections::HashSet;
@@ -40,18 +41,22 @@ pub(super) fn tcp_routes(
                 if !r.r#match.is_empty() && applicable.is_empty() {
                     continue;
                 }
+                let name: Arc<str> =
+                    format!("VirtualService {}/{} tcp[{j}]", vr.namespace, vr.name).into();
+                let clusters = weighted(
+                    c,
+                    vr,
+                    r.route.iter().map(|d| (d.destination.as_ref(), d.weight)),
+                    snap,
+                );
+                note_plain_text(&name, &clusters, snap);
                 out.push(Arc::new(L4Route {
-                    name: format!("VirtualService {}/{} tcp[{j}]", vr.namespace, vr.name).into(),
+                    name,
                     matches: applicable
                         .iter()
                         .map(|m| l4_match(m.port, &m.destination_subnets))
                         .collect(),
-                    clusters: weighted(
-                        c,
-                        vr,
-                        r.route.iter().map(|d| (d.destination.as_ref(), d.weight)),
-                        snap,
-                    ),
+                    clusters,
                 }));
             }
         }
@@ -105,4 +110,22 @@ pub(super) fn passthrough_chains(
         }
     }
     out
+}
+
+/// TLS origination (DestinationRule `tls`) is done for HTTP routes only: a TCP or TLS
+/// route to such a cluster connects in plain text, and says so once at load.
+fn note_plain_text(route: &str, clusters: &WeightedClusters, snap: &mut Snapshot) {
+    let named: Vec<String> = clusters
+        .resolved
+        .iter()
+        .flatten()
+        .filter_map(|id| snap.cluster(*id))
+        .filter(|c| c.policy.tls.is_some())
+        .map(|c| c.name.clone())
+        .collect();
+    for name in named {
+        snap.notes.push(format!(
+            "{route}: DestinationRule tls of {name} applies to HTTP routes only; this route connects to it in plain text"
+        ));
+    }
 }
