@@ -413,18 +413,7 @@ fn a_binary_upgrade_under_load_refuses_no_connection() {
         .unwrap()
         .success();
     assert!(ok);
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = old.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "the old process does not exit"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "old: {status}");
+    exits_zero(&mut old, "the old process");
     // The new process serves alone now, on the same sockets (the admin listener's too).
     let info: Value =
         serde_json::from_str(&get(admin, "admin", "/server_info", &[]).text()).unwrap();
@@ -582,18 +571,7 @@ fn sigusr2_upgrades_in_place_and_hands_systemd_the_new_main_pid() {
         messages.push(m);
     };
     assert_ne!(mainpid, old.id());
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = old.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "the old process does not exit"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "old: {status}");
+    exits_zero(&mut old, "the old process");
     let info: Value =
         serde_json::from_str(&get(admin, "admin", "/server_info", &[]).text()).unwrap();
     assert_eq!(info["pid"], mainpid, "the new process serves");
@@ -632,4 +610,20 @@ fn a_reload_says_which_settings_wait_for_the_next_start() {
     let log = std::fs::read_to_string(dir.join("meshgate.log")).unwrap();
     assert!(log.contains("accessLogFile"), "{log}");
     assert!(log.contains("apply at the next start"), "{log}");
+}
+
+/// Waits (at most 15 s) for `child` to exit, and asserts it exited 0.
+fn exits_zero(child: &mut std::process::Child, what: &str) {
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "{what} does not exit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{what}: {status}");
 }
