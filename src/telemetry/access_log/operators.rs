@@ -8,6 +8,9 @@
 use super::digits::push_u64;
 use super::json::escape_into;
 use super::time::TimeFormat;
+// absl's `StatusCodeToString` names, indexed by code: the names `fault.abort.grpcStatus`
+// accepts.
+use crate::config::validate::virtual_service::GRPC_STATUSES;
 use crate::telemetry::{Exchange, ResponseFlags};
 use http::header::{HeaderName, HOST};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -476,7 +479,7 @@ impl Op {
                 (None, _) => Value::Absent,
                 (Some(c), GrpcForm::Number) => Value::Number(c.into()),
                 (Some(c), GrpcForm::Camel) => grpc_name(c, &GRPC_CAMEL),
-                (Some(c), GrpcForm::Snake) => grpc_name(c, &GRPC_SNAKE),
+                (Some(c), GrpcForm::Snake) => grpc_name(c, GRPC_STATUSES),
             },
             Op::AttemptCount => Value::Number(e.attempts.unwrap_or(0).into()),
             Op::Constant(v) => v.as_deref().map_or(Value::Absent, Value::Bytes),
@@ -505,29 +508,8 @@ const GRPC_CAMEL: [&str; 17] = [
     "Unauthenticated",
 ];
 
-/// absl's `StatusCodeToString`.
-const GRPC_SNAKE: [&str; 17] = [
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
-
 /// A code without a name is written as its number, still a string (as Envoy).
-fn grpc_name(code: u32, names: &'static [&'static str; 17]) -> Value<'static> {
+fn grpc_name(code: u32, names: &'static [&'static str]) -> Value<'static> {
     match names.get(code as usize) {
         Some(n) => Value::Bytes(n.as_bytes()),
         None => Value::Digits(code.into()),
