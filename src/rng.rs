@@ -62,7 +62,14 @@ impl Rng {
     }
 }
 
-fn splitmix64(mut z: u64) -> u64 {
+/// A random number from one process-wide generator, for code without its own.
+pub fn random() -> u64 {
+    static RNG: std::sync::OnceLock<Rng> = std::sync::OnceLock::new();
+    RNG.get_or_init(Rng::new).random()
+}
+
+/// splitmix64: a counter or seed mixed into a well-spread 64-bit number.
+pub fn splitmix64(mut z: u64) -> u64 {
     z = z.wrapping_add(WEYL);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

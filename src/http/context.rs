@@ -6,6 +6,8 @@ use crate::snapshot::route_table::Route;
 use crate::telemetry::Destination;
 pub use crate::telemetry::ResponseFlags;
 use crate::upstream::cluster::ClusterState;
+use crate::upstream::endpoint::InFlight;
+use crate::upstream::limits::{Admission, RetrySlot};
 use pingora::http::RequestHeader;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +54,17 @@ pub struct RequestContext {
     pub upstream_local: Option<SocketAddr>,
     /// gRPC messages counted (request, response), for a gRPC request.
     pub grpc_messages: Option<(MessageCounter, MessageCounter)>,
+    /// The `consistentHash` key's hash, and a cookie to set on the answer.
+    pub hash: super::hash_key::Key,
+    /// The request's place under the cluster's circuit breakers.
+    pub admission: Option<Admission>,
+    /// The current try's endpoint, counted in flight (least request) while it lasts.
+    pub endpoint: Option<InFlight>,
+    /// The current retry's slot under `maxRetries`.
+    pub retry_slot: Option<RetrySlot>,
+    /// The current try is its upstream connection's last (`maxRequestsPerConnection`,
+    /// `maxConnectionDuration`): it carries `Connection: close`.
+    pub close_upstream: bool,
 }
 
 impl Default for RequestContext {
@@ -74,6 +87,11 @@ impl Default for RequestContext {
             grpc_status: None,
             upstream_local: None,
             grpc_messages: None,
+            hash: Default::default(),
+            admission: None,
+            endpoint: None,
+            retry_slot: None,
+            close_upstream: false,
         }
     }
 }

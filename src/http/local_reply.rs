@@ -11,6 +11,9 @@ pub const BODY_NO_HEALTHY_UPSTREAM: &str = "no healthy upstream";
 pub const BODY_CONNECT_FAILURE: &str =
     "upstream connect error or disconnect/reset before headers. reset reason: connection failure";
 pub const BODY_RESET: &str = "upstream connect error or disconnect/reset before headers. reset reason: connection termination";
+/// A circuit breaker overflowed (Envoy's UO).
+pub const BODY_OVERFLOW: &str =
+    "upstream connect error or disconnect/reset before headers. reset reason: overflow";
 pub const BODY_TIMEOUT: &str = "upstream request timeout";
 pub const BODY_FAULT_ABORT: &str = "fault filter abort";
 

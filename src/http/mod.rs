@@ -13,6 +13,7 @@ mod cors;
 mod fault;
 mod forwarding;
 mod grpc_messages;
+mod hash_key;
 pub mod header_ops;
 pub mod local_reply;
 pub mod mirror;
@@ -26,10 +27,15 @@ mod sanitize;
 use routing::{authority_of, has_body};
 
 use crate::rng::Rng;
+use crate::snapshot::cluster::LbPolicy;
 use crate::snapshot::route_table::RouteAction;
 use crate::telemetry::Telemetry;
 use crate::tls::connection as tls_connection;
-use crate::upstream::connect;
+use crate::upstream::balancer::Request;
+use crate::upstream::cluster::ClusterState;
+use crate::upstream::endpoint::InFlight;
+use crate::upstream::outlier::Outcome as Attempt;
+use crate::upstream::{connect, connection};
 use crate::upstream::{Generation, Registry};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -69,6 +75,40 @@ impl GatewayProxy {
             telemetry,
             rng: Rng::new(),
         }
+    }
+}
+
+/// Whether requests to `cluster` go upstream over HTTP/2 (multiplexed: no connection
+/// per request).
+fn upstream_h2(cluster: &ClusterState, session: &Session) -> bool {
+    let p = &cluster.spec.policy;
+    match p.http_pool.use_client_protocol {
+        true => session.req_header().version == http::Version::HTTP_2,
+        false => p.http2,
+    }
+}
+
+/// Counts how the current try ended against its endpoint (totals, outlier detection).
+fn record(ctx: &RequestContext, attempt: Attempt) {
+    if let (Some(c), Some(ep)) = (&ctx.cluster, &ctx.endpoint) {
+        c.record(ep.endpoint(), attempt);
+    }
+}
+
+/// Takes a slot for one more retry under the cluster's `maxRetries`; false: none left
+/// (the answer so far stands, as Envoy's retry overflow).
+fn retry_slot(ctx: &mut RequestContext) -> bool {
+    // The retry before this one has ended: its slot is free again.
+    ctx.retry_slot = None;
+    let Some(c) = &ctx.cluster else {
+        return true;
+    };
+    match c.breaker.retry() {
+        Ok(slot) => {
+            ctx.retry_slot = slot;
+            true
+        }
+        Err(_) => false,
     }
 }
 
@@ -205,12 +245,35 @@ impl ProxyHttp for GatewayProxy {
             local_reply(session, 503, b"").await?;
             return Ok(true);
         };
-        if cluster.spec.endpoints.is_empty() {
+        if cluster.endpoints().is_empty() {
             ctx.flags.insert(ResponseFlags::UH);
             local_reply(session, 503, BODY_NO_HEALTHY_UPSTREAM.as_bytes()).await?;
             return Ok(true);
         }
         ctx.retry = retry::RetryState::new(ctx.started, policy.timeout);
+        if let LbPolicy::ConsistentHash { key, .. } = &cluster.spec.policy.load_balancer {
+            let client = session.client_addr().and_then(|a| a.as_inet()).copied();
+            ctx.hash = hash_key::of(key, session.req_header(), client, local);
+        }
+        // Circuit breakers: an HTTP/1 upstream holds a connection per request in flight.
+        let per_connection = !upstream_h2(&cluster, session);
+        match cluster
+            .breaker
+            .admit(per_connection, ctx.retry.deadline())
+            .await
+        {
+            Ok(a) => ctx.admission = a,
+            Err(_) => {
+                cluster
+                    .stats
+                    .overflows
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                ctx.flags.insert(ResponseFlags::UO);
+                let overloaded = [("x-envoy-overloaded", "true")];
+                reply(session, 503, &overloaded, BODY_OVERFLOW.as_bytes()).await?;
+                return Ok(true);
+            }
+        }
         if policy.retry.attempts > 0 {
             // Request bodies are replayed on retries, up to Pingora's retry buffer.
             session.enable_retry_buffering();
@@ -309,9 +372,19 @@ impl ProxyHttp for GatewayProxy {
             .cluster
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no cluster chosen"))?;
-        let ep = cluster
-            .pick(&ctx.retry.tried)
-            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no healthy upstream"))?;
+        let picked = cluster.pick(Request {
+            hash: ctx.hash.hash,
+            tried: &ctx.retry.tried,
+            random: self.rng.random(),
+        });
+        let Some(ep) = picked else {
+            // Every endpoint ejected (outlier detection): Envoy's "no healthy upstream".
+            ctx.flags.insert(ResponseFlags::UH);
+            return Err(Error::explain(
+                ErrorType::ConnectNoRoute,
+                "no healthy upstream",
+            ));
+        };
         match ctx.retry.begin(policy, ep.address, Instant::now()) {
             Ok(wait) => {
                 // The stream idle timeout bounds the wait too, when it is the shorter.
@@ -322,8 +395,10 @@ impl ProxyHttp for GatewayProxy {
                     (w, _) => (w, false),
                 };
                 ctx.idle_bounded = idle_bounded;
-                let mut peer = connect::http_peer(cluster, ep, read);
+                let client_h2 = _session.req_header().version == http::Version::HTTP_2;
+                let mut peer = connect::http_peer(cluster, &ep, read, client_h2);
                 peer.options.write_timeout = idle;
+                ctx.endpoint = Some(InFlight::new(ep));
                 Ok(Box::new(peer))
             }
             Err(flags) => {
@@ -339,6 +414,9 @@ impl ProxyHttp for GatewayProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        if ctx.close_upstream {
+            upstream_request.insert_header("connection", "close")?;
+        }
         // Istio turns on Envoy's `include_request_attempt_count`.
         const COUNTS: [&str; 12] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"];
         match COUNTS.get(ctx.retry.attempts as usize) {
@@ -367,6 +445,7 @@ impl ProxyHttp for GatewayProxy {
             .get("grpc-status")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
+        record(ctx, Attempt::Status(status));
         let replayable = !session.as_ref().retry_buffer_truncated();
         let decision = ctx.retry.after(
             &policy.retry,
@@ -375,7 +454,7 @@ impl ProxyHttp for GatewayProxy {
             replayable,
         );
         ctx.flags.insert(decision.flags);
-        if decision.retry {
+        if decision.retry && retry_slot(ctx) {
             let mut e = Error::explain(ErrorType::HTTPStatus(status), "retriable upstream status");
             e.set_retry(true);
             return Err(e);
@@ -387,6 +466,9 @@ impl ProxyHttp for GatewayProxy {
                 "x-envoy-upstream-service-time",
                 t.elapsed().as_millis().to_string(),
             )?;
+        }
+        if let Some(c) = ctx.hash.set_cookie.take() {
+            resp.append_header("set-cookie", c)?;
         }
         cors::on_response(resp, policy, ctx)?;
         if let (RouteAction::Forward(w), Some(i)) = (&route.action, ctx.destination) {
@@ -429,13 +511,33 @@ impl ProxyHttp for GatewayProxy {
     async fn connected_to_upstream(
         &self,
         _session: &mut Session,
-        _reused: bool,
+        reused: bool,
         _peer: &HttpPeer,
-        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(unix)] fd: std::os::unix::io::RawFd,
         #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
         digest: Option<&pingora::protocols::Digest>,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        if let Some(c) = &ctx.cluster {
+            let p = &c.spec.policy;
+            if !reused {
+                c.stats
+                    .connects
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if p.outlier_detection
+                    .as_ref()
+                    .is_some_and(|o| o.split_external_local_origin_errors)
+                {
+                    record(ctx, Attempt::Connected);
+                }
+            }
+            #[cfg(unix)]
+            {
+                let max = p.http_pool.max_requests_per_connection;
+                ctx.close_upstream =
+                    connection::last_request(fd, reused, max, p.max_connection_duration);
+            }
+        }
         if self.telemetry.logs_access() {
             ctx.upstream_local = digest
                 .and_then(|d| d.socket_digest.as_ref())
@@ -456,6 +558,11 @@ impl ProxyHttp for GatewayProxy {
         if let Some(c) = &ctx.cluster {
             connect::note_connect_failure(c);
         }
+        let attempt = match e.etype() {
+            ErrorType::ConnectTimedout => Attempt::TimedOut,
+            _ => Attempt::ConnectFailed,
+        };
+        record(ctx, attempt);
         let policy = ctx.route.as_ref().map(|r| &r.policy.retry);
         let decision = match policy {
             Some(p) => ctx
@@ -467,7 +574,7 @@ impl ProxyHttp for GatewayProxy {
             },
         };
         ctx.flags.insert(decision.flags);
-        e.set_retry(decision.retry);
+        e.set_retry(decision.retry && retry_slot(ctx));
         e
     }
 
@@ -501,6 +608,13 @@ impl ProxyHttp for GatewayProxy {
                 return e;
             }
         };
+        record(
+            ctx,
+            match outcome {
+                retry::Outcome::TimedOut => Attempt::TimedOut,
+                _ => Attempt::Reset,
+            },
+        );
         let replayable = !session.as_ref().retry_buffer_truncated();
         let decision = match ctx.route.as_ref() {
             Some(r) => ctx
@@ -512,7 +626,7 @@ impl ProxyHttp for GatewayProxy {
             },
         };
         ctx.flags.insert(decision.flags);
-        e.set_retry(decision.retry);
+        e.set_retry(decision.retry && retry_slot(ctx));
         e
     }
 
@@ -533,7 +647,9 @@ impl ProxyHttp for GatewayProxy {
         if downstream_idle {
             ctx.flags.insert(ResponseFlags::SI);
         }
-        let (code, body) = if ctx.flags.contains(ResponseFlags::SI) {
+        let (code, body) = if ctx.flags.contains(ResponseFlags::UH) {
+            (503, BODY_NO_HEALTHY_UPSTREAM)
+        } else if ctx.flags.contains(ResponseFlags::SI) {
             // Envoy: 504 once the whole request arrived, else 408.
             if session.as_mut().is_body_done() && !downstream_idle {
                 (504, BODY_STREAM_TIMEOUT)

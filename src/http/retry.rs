@@ -86,6 +86,11 @@ impl RetryState {
     /// Starts a try to `endpoint`: how long it may wait for upstream bytes (the per-try
     /// timeout or what is left of the route's; `None`: unbounded). `Err` with UT when the
     /// route's time is already up.
+    /// The route `timeout` as an instant, if any.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
     pub fn begin(
         &mut self,
         policy: &RetryPolicy,

@@ -224,20 +224,29 @@ fn tls_ports_take_passthrough_routes_and_refuse_other_protocols() {
 fn tcp_idle_timeout_from_destination_rule() {
     let spec: DestinationRuleSpec = serde_yaml::from_str("host: reviews\ntrafficPolicy:\n  connectionPool: {tcp: {idleTimeout: 30s}}\n  portLevelSettings:\n  - port: {number: 9080}\n    connectionPool: {tcp: {idleTimeout: 5s}}\nsubsets:\n- name: v1\n  labels: {version: v1}\n  trafficPolicy: {connectionPool: {tcp: {idleTimeout: 2m}}}\n").unwrap();
     use std::time::Duration;
+    let policy = |dr: Option<&DestinationRuleSpec>, subset: &str, port: u32| {
+        let p = ServicePort {
+            number: port,
+            protocol: None,
+            name: "p".into(),
+            target_port: None,
+        };
+        cluster::ClusterPolicy::of(dr, subset, &p, cluster::CONNECT_TIMEOUT)
+    };
     assert_eq!(
-        cluster::tcp_idle_timeout(Some(&spec), "", 9080),
+        policy(Some(&spec), "", 9080).tcp_idle_timeout,
         Duration::from_secs(5)
     );
     assert_eq!(
-        cluster::tcp_idle_timeout(Some(&spec), "", 80),
+        policy(Some(&spec), "", 80).tcp_idle_timeout,
         Duration::from_secs(30)
     );
     assert_eq!(
-        cluster::tcp_idle_timeout(Some(&spec), "v1", 9080),
+        policy(Some(&spec), "v1", 9080).tcp_idle_timeout,
         Duration::from_secs(120)
     );
     assert_eq!(
-        cluster::tcp_idle_timeout(None, "", 1),
+        policy(None, "", 1).tcp_idle_timeout,
         Duration::from_secs(3600)
     );
     let spec: DestinationRuleSpec = serde_yaml::from_str(
@@ -245,11 +254,11 @@ fn tcp_idle_timeout_from_destination_rule() {
     )
     .unwrap();
     assert_eq!(
-        cluster::connect_timeout(Some(&spec), "", 9080),
+        policy(Some(&spec), "", 9080).connect_timeout,
         Duration::from_millis(250)
     );
     assert_eq!(
-        cluster::connect_timeout(None, "", 9080),
+        policy(None, "", 9080).connect_timeout,
         Duration::from_secs(10),
         "Istio's default"
     );
@@ -288,14 +297,14 @@ fn http2_upstreams_by_port_protocol_or_upgrade_policy() {
         target_port: None,
     };
     let dr: DestinationRuleSpec = serde_yaml::from_str("host: a\nsubsets:\n- name: h1\n  labels: {v: \"1\"}\n  trafficPolicy: {connectionPool: {http: {h2UpgradePolicy: DO_NOT_UPGRADE}}}\ntrafficPolicy: {connectionPool: {http: {h2UpgradePolicy: UPGRADE}}}\n").unwrap();
-    assert!(cluster::speaks_http2(None, "", &port("GRPC")));
-    assert!(!cluster::speaks_http2(None, "", &port("HTTP")));
+    let speaks_http2 = |dr, subset: &str, p: &ServicePort| {
+        cluster::ClusterPolicy::of(dr, subset, p, cluster::CONNECT_TIMEOUT).http2
+    };
+    assert!(speaks_http2(None, "", &port("GRPC")));
+    assert!(!speaks_http2(None, "", &port("HTTP")));
+    assert!(speaks_http2(Some(&dr), "", &port("HTTP")), "UPGRADE");
     assert!(
-        cluster::speaks_http2(Some(&dr), "", &port("HTTP")),
-        "UPGRADE"
-    );
-    assert!(
-        !cluster::speaks_http2(Some(&dr), "h1", &port("GRPC")),
+        !speaks_http2(Some(&dr), "h1", &port("GRPC")),
         "DO_NOT_UPGRADE in the subset wins"
     );
 }

@@ -7,7 +7,9 @@
 
 pub mod splice;
 
+use crate::snapshot::cluster::{HashKey, LbPolicy};
 use crate::telemetry::{Destination, Exchange, ResponseFlags, Telemetry};
+use crate::upstream::balancer::hash::hash_bytes;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::connect::{self, ConnectError};
 use std::net::SocketAddr;
@@ -38,15 +40,30 @@ pub async fn forward<S>(
     telemetry.tcp_opened(dest);
     let mut flags = ResponseFlags::default();
     let (mut upstream_host, mut upstream_local) = (None, None);
-    let (received, sent) = match connect::tcp(cluster).await {
+    // `consistentHash.useSourceIp` is the one hash key a connection has.
+    let hash = match &cluster.spec.policy.load_balancer {
+        LbPolicy::ConsistentHash {
+            key: HashKey::SourceIp,
+            ..
+        } => conn
+            .remote
+            .map(|a| hash_bytes(a.ip().to_string().as_bytes())),
+        _ => None,
+    };
+    let (received, sent) = match connect::tcp(cluster, hash, crate::rng::random()).await {
         Ok(upstream) => {
-            upstream_host = upstream.peer_addr().ok();
-            upstream_local = upstream.local_addr().ok();
-            splice::splice(downstream, upstream, cluster.spec.policy.tcp_idle_timeout).await
+            upstream_host = upstream.stream.peer_addr().ok();
+            upstream_local = upstream.stream.local_addr().ok();
+            let policy = &cluster.spec.policy;
+            let (idle, life) = (policy.tcp_idle_timeout, policy.max_connection_duration);
+            let moved = splice::splice(downstream, upstream.stream, idle, life).await;
+            drop(upstream.endpoint);
+            moved
         }
         Err(e) => {
             flags.insert(match e {
                 ConnectError::NoEndpoint => ResponseFlags::UH,
+                ConnectError::Overflow => ResponseFlags::UO,
                 _ => ResponseFlags::UF,
             });
             if let ConnectError::Timeout(a) | ConnectError::Failed(a, _) = e {

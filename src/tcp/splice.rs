@@ -35,9 +35,9 @@ where
 /// Bytes moved by a splice: (from `a` to `b`, from `b` to `a`).
 pub type Moved = (u64, u64);
 
-/// Bytes both ways until both sides have finished, either side fails, or nothing moves
-/// for `idle`.
-pub async fn splice<A, B>(a: A, b: B, idle: Duration) -> Moved
+/// Bytes both ways until both sides have finished, either side fails, nothing moves
+/// for `idle`, or the connection is `lifetime` old (`maxConnectionDuration`).
+pub async fn splice<A, B>(a: A, b: B, idle: Duration, lifetime: Option<Duration>) -> Moved
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -52,7 +52,10 @@ where
     let idle_watch = async {
         loop {
             let last = start + Duration::from_millis(activity.load(Ordering::Relaxed));
-            let deadline = last + idle;
+            let mut deadline = last + idle;
+            if let Some(l) = lifetime {
+                deadline = deadline.min(start + l);
+            }
             if Instant::now() >= deadline {
                 return;
             }
@@ -89,7 +92,7 @@ mod tests {
     async fn half_close_passes_and_answers_still_arrive() {
         let (client, gw_down) = duplex(1024);
         let (gw_up, server) = duplex(1024);
-        let relay = tokio::spawn(splice(gw_down, gw_up, Duration::from_secs(5)));
+        let relay = tokio::spawn(splice(gw_down, gw_up, Duration::from_secs(5), None));
         let (mut cr, mut cw) = tokio::io::split(client);
         let (mut sr, mut sw) = tokio::io::split(server);
         cw.write_all(b"ping").await.unwrap();
@@ -110,12 +113,42 @@ mod tests {
         let (client, gw_down) = duplex(1024);
         let (gw_up, _server) = duplex(1024);
         let t = Instant::now();
-        let relay = tokio::spawn(splice(gw_down, gw_up, Duration::from_millis(200)));
+        let relay = tokio::spawn(splice(gw_down, gw_up, Duration::from_millis(200), None));
         let (mut cr, _cw) = tokio::io::split(client);
         let mut buf = [0u8; 1];
         let n = cr.read(&mut buf).await.unwrap();
         assert_eq!(n, 0, "closed");
         assert!(t.elapsed() >= Duration::from_millis(200));
         relay.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn connections_end_at_their_lifetime_however_busy() {
+        let (client, gw_down) = duplex(1024);
+        let (gw_up, mut server) = duplex(1024);
+        let t = Instant::now();
+        let life = Some(Duration::from_millis(200));
+        let relay = tokio::spawn(splice(gw_down, gw_up, Duration::from_secs(5), life));
+        let (mut cr, mut cw) = tokio::io::split(client);
+        // Busy the whole time: a byte every 20 ms.
+        let chatter = tokio::spawn(async move {
+            let mut b = [0u8; 1];
+            loop {
+                if cw.write_all(b"x").await.is_err() || server.read(&mut b).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        let mut buf = [0u8; 1];
+        assert_eq!(cr.read(&mut buf).await.unwrap(), 0, "closed");
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        let (up, _) = relay.await.unwrap();
+        assert!(up > 0, "bytes still counted");
+        chatter.abort();
     }
 }

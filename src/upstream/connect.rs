@@ -4,8 +4,12 @@
 //! the pool key of the cluster's state are applied here and nowhere else, so upstream TLS
 //! origination, keepalive, connection caps and metrics land in one place.
 
+use super::balancer::Request;
 use super::cluster::ClusterState;
-use crate::snapshot::cluster::Endpoint;
+use super::endpoint::{EndpointState, InFlight};
+use super::limits::ConnectionSlot;
+use super::outlier::Outcome;
+use crate::snapshot::cluster::Keepalive;
 use bytes::Bytes;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
@@ -21,11 +25,13 @@ const H2_STREAMS_PER_CONNECTION: usize = 128;
 /// How long an idle pooled connection of the mirror client is kept.
 const MIRROR_POOL_IDLE: Duration = Duration::from_secs(60);
 
-/// Why a TCP connection to a cluster could not be made (Envoy's UH / UF).
+/// Why a TCP connection to a cluster could not be made (Envoy's UH / UF / UO).
 #[derive(Debug)]
 pub enum ConnectError {
-    /// The cluster has no endpoint (UH).
+    /// The cluster has no endpoint, or all are ejected (UH).
     NoEndpoint,
+    /// `connectionPool.tcp.maxConnections` reached (UO).
+    Overflow,
     /// The endpoint did not answer within the cluster's connect timeout (UF).
     Timeout(SocketAddr),
     /// The connection was refused or failed (UF).
@@ -36,6 +42,7 @@ impl std::fmt::Display for ConnectError {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         match self {
             ConnectError::NoEndpoint => write!(f, "no healthy upstream"),
+            ConnectError::Overflow => write!(f, "maxConnections reached (circuit breaker)"),
             ConnectError::Timeout(a) => write!(f, "connect to {a} timed out"),
             ConnectError::Failed(a, e) => write!(f, "connect to {a} failed: {e}"),
         }
@@ -44,11 +51,28 @@ impl std::fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {}
 
+/// Pingora's form of `connectionPool.tcp.tcpKeepalive` (unset parts: Linux's defaults).
+fn keepalive(k: &Keepalive) -> pingora::protocols::TcpKeepalive {
+    pingora::protocols::TcpKeepalive {
+        idle: k.time.unwrap_or(Duration::from_secs(7200)),
+        interval: k.interval.unwrap_or(Duration::from_secs(75)),
+        count: k.probes.unwrap_or(9) as usize,
+        #[cfg(target_os = "linux")]
+        user_timeout: Duration::ZERO,
+    }
+}
+
 /// The peer the HTTP pipeline (Pingora's connector) connects to for one try: the
-/// cluster's connect timeout, h2c with multiplexing when the cluster speaks HTTP/2, the
+/// cluster's connect timeout, h2c with multiplexing when the cluster speaks HTTP/2 (or,
+/// with `useClientProtocol`, when the client does), keepalive and pool idle timeout, the
 /// wait for upstream bytes, and the state's pool key so connections are reused only
 /// within the same cluster state.
-pub fn http_peer(state: &ClusterState, ep: &Endpoint, read_timeout: Option<Duration>) -> HttpPeer {
+pub fn http_peer(
+    state: &ClusterState,
+    ep: &EndpointState,
+    read_timeout: Option<Duration>,
+    client_h2: bool,
+) -> HttpPeer {
     state.stats.requests.fetch_add(1, Ordering::Relaxed);
     let tls = state.spec.policy.tls.as_ref();
     // Pingora's rustls connector verifies the name it sends as SNI: with
@@ -66,11 +90,21 @@ pub fn http_peer(state: &ClusterState, ep: &Endpoint, read_timeout: Option<Durat
             peer.client_cert_key = m.client.clone();
         }
     }
+    let policy = &state.spec.policy;
     peer.group_key = state.pool_key;
-    peer.options.connection_timeout = Some(state.spec.policy.connect_timeout);
-    if state.spec.policy.http2 {
+    peer.options.connection_timeout = Some(policy.connect_timeout);
+    peer.options.idle_timeout = Some(policy.http_pool.idle_timeout);
+    peer.options.tcp_keepalive = policy.tcp_keepalive.as_ref().map(keepalive);
+    let h2 = match policy.http_pool.use_client_protocol {
+        true => client_h2,
+        false => policy.http2,
+    };
+    if h2 {
         peer.options.set_http_version(2, 2); // h2c, prior knowledge
-        peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
+        peer.options.max_h2_streams = policy
+            .http_pool
+            .max_concurrent_streams
+            .map_or(H2_STREAMS_PER_CONNECTION, |n| n as usize);
     }
     peer.options.read_timeout = read_timeout;
     peer
@@ -81,12 +115,36 @@ pub fn note_connect_failure(state: &ClusterState) {
     state.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
 }
 
+/// An upstream TCP connection and what it holds while open: its endpoint's in-flight
+/// count and its slot under `maxConnections`.
+pub struct TcpUpstream {
+    pub stream: TcpStream,
+    pub endpoint: InFlight,
+    _slot: Option<ConnectionSlot>,
+}
+
 /// A TCP connection to an endpoint of the cluster (one attempt, as Envoy's TCP proxy),
-/// within the cluster's connect timeout, with Nagle off.
-pub async fn tcp(state: &ClusterState) -> Result<TcpStream, ConnectError> {
+/// within the cluster's connect timeout and `maxConnections`, with Nagle off and the
+/// cluster's keepalive. `hash`: the consistent-hash key (the client's address).
+pub async fn tcp(
+    state: &ClusterState,
+    hash: Option<u64>,
+    random: u64,
+) -> Result<TcpUpstream, ConnectError> {
     state.stats.requests.fetch_add(1, Ordering::Relaxed);
-    let ep = state.pick(&[]).ok_or(ConnectError::NoEndpoint)?;
+    let slot = state.breaker.connection().map_err(|_| {
+        state.stats.overflows.fetch_add(1, Ordering::Relaxed);
+        ConnectError::Overflow
+    })?;
+    let ep = state
+        .pick(Request {
+            hash,
+            tried: &[],
+            random,
+        })
+        .ok_or(ConnectError::NoEndpoint)?;
     let addr = ep.address;
+    let endpoint = InFlight::new(ep);
     state.stats.connects.fetch_add(1, Ordering::Relaxed);
     let result =
         match tokio::time::timeout(state.spec.policy.connect_timeout, TcpStream::connect(addr))
@@ -99,10 +157,27 @@ pub async fn tcp(state: &ClusterState) -> Result<TcpStream, ConnectError> {
     match result {
         Ok(s) => {
             let _ = s.set_nodelay(true);
-            Ok(s)
+            if let Some(k) = &state.spec.policy.tcp_keepalive {
+                let _ = pingora::protocols::l4::ext::set_tcp_keepalive(&s, &keepalive(k));
+            }
+            state.record(endpoint.endpoint(), Outcome::Connected);
+            endpoint
+                .endpoint()
+                .successes
+                .fetch_add(1, Ordering::Relaxed);
+            Ok(TcpUpstream {
+                stream: s,
+                endpoint,
+                _slot: slot,
+            })
         }
         Err(e) => {
             note_connect_failure(state);
+            let outcome = match e {
+                ConnectError::Timeout(_) => Outcome::TimedOut,
+                _ => Outcome::ConnectFailed,
+            };
+            state.record(endpoint.endpoint(), outcome);
             Err(e)
         }
     }
@@ -133,10 +208,16 @@ impl HttpClient {
         body: Bytes,
         timeout: Duration,
     ) -> pingora::Result<u16> {
-        let ep = state.pick(&[]).ok_or_else(|| {
-            pingora::Error::explain(pingora::ErrorType::ConnectNoRoute, "no healthy upstream")
-        })?;
-        let peer = http_peer(state, ep, Some(timeout));
+        let ep = state
+            .pick(Request {
+                random: super::endpoint::now_ms(),
+                ..Request::default()
+            })
+            .ok_or_else(|| {
+                pingora::Error::explain(pingora::ErrorType::ConnectNoRoute, "no healthy upstream")
+            })?;
+        let _in_flight = InFlight::new(ep.clone());
+        let peer = http_peer(state, &ep, Some(timeout), false);
         let exchange = async {
             let (mut session, reused) = match self.connector.get_http_session(&peer).await {
                 Ok(s) => s,

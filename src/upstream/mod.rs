@@ -7,12 +7,19 @@
 pub mod balancer;
 pub mod cluster;
 pub mod connect;
+pub mod connection;
+pub mod dns;
+pub mod endpoint;
+pub mod limits;
+pub mod outlier;
 pub mod tls;
 
-use crate::snapshot::cluster::{ClusterId, ClusterIdentity};
+use crate::snapshot::cluster::{ClusterId, ClusterIdentity, ClusterSpec, Endpoint};
 use crate::snapshot::Snapshot;
 use cluster::ClusterState;
+use endpoint::{now_ms, EndpointState};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 /// What serves requests: a snapshot and the runtime state of each of its clusters,
@@ -46,6 +53,28 @@ pub struct Registry {
     current: Mutex<HashMap<ClusterIdentity, Arc<ClusterState>>>,
     /// The client for requests the gateway sends itself (mirrors).
     pub http_client: connect::HttpClient,
+    /// Re-resolves the names of DNS clusters in the background.
+    pub dns: dns::Refresher,
+}
+
+/// The endpoint states of `endpoints` for a cluster: those `known` has (same cluster
+/// name and address) are carried over, with their counters and ejections; the others are
+/// new, warming up from `now` when the cluster was serving already (`added` > 0).
+pub fn endpoint_states(
+    endpoints: &[Endpoint],
+    known: Option<&HashMap<SocketAddr, Arc<EndpointState>>>,
+    added: u64,
+) -> Vec<Arc<EndpointState>> {
+    endpoints
+        .iter()
+        .map(|e| {
+            known
+                .and_then(|k| k.get(&e.address))
+                .filter(|s| s.weight == e.weight.max(1))
+                .cloned()
+                .unwrap_or_else(|| Arc::new(EndpointState::new(e.address, e.weight, added)))
+        })
+        .collect()
 }
 
 impl Registry {
@@ -54,8 +83,17 @@ impl Registry {
     /// cluster uses any more are dropped once the requests holding them finish.
     pub fn adopt(&self, snapshot: Arc<Snapshot>) -> Generation {
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        // The endpoint states of the serving clusters, by cluster name and address.
+        let mut known: HashMap<&str, HashMap<SocketAddr, Arc<EndpointState>>> = HashMap::new();
+        for state in current.values() {
+            let by_address = known.entry(state.name()).or_default();
+            for ep in &state.endpoints().endpoints {
+                by_address.insert(ep.address, ep.clone());
+            }
+        }
+        let first = current.is_empty();
         let mut next = HashMap::with_capacity(snapshot.clusters.len());
-        let clusters = snapshot
+        let clusters: Vec<Arc<ClusterState>> = snapshot
             .clusters
             .iter()
             .map(|spec| {
@@ -63,14 +101,32 @@ impl Registry {
                 let state = current
                     .get(&identity)
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(ClusterState::new(spec.clone())));
+                    .unwrap_or_else(|| Arc::new(new_state(spec, known.get(&*spec.name), first)));
                 next.insert(identity, state.clone());
                 state
             })
             .collect();
+        drop(known);
         *current = next;
+        self.dns.watch(&clusters);
         Generation { snapshot, clusters }
     }
+}
+
+/// A fresh state for `spec`, keeping the endpoint states `known` of its name.
+fn new_state(
+    spec: &Arc<ClusterSpec>,
+    known: Option<&HashMap<SocketAddr, Arc<EndpointState>>>,
+    first: bool,
+) -> ClusterState {
+    // Endpoints that join a cluster already serving warm up; those of the first
+    // generation, or of a cluster new to this one, do not.
+    let added = if first || known.is_none() {
+        0
+    } else {
+        now_ms()
+    };
+    ClusterState::new(spec.clone(), endpoint_states(&spec.endpoints, known, added))
 }
 
 #[cfg(test)]

@@ -20,6 +20,14 @@ pub struct MeshConfigSpec {
     /// (or `X-cacert/ca.crt`). A relative path is relative to the file declaring it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_dir: Option<String>,
+    /// Istio MeshConfig `connectTimeout`: the upstream connect timeout of clusters whose
+    /// DestinationRule sets no `connectionPool.tcp.connectTimeout`; default 10 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<String>,
+    /// Istio MeshConfig `dnsRefreshRate`: how often the names of `resolution: DNS`
+    /// ServiceEntries are resolved again, in the background; default 60 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_refresh_rate: Option<String>,
     /// This instance's labels, matched against `Gateway.spec.selector`.
     #[serde(default, skip_serializing_if = "OrderedMap::is_empty")]
     pub labels: OrderedMap<String>,

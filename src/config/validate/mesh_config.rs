@@ -37,6 +37,8 @@ pub fn validate(mc: &MeshConfigSpec, f: &mut Findings) {
         ("streamIdleTimeout", &mc.stream_idle_timeout),
         ("drainDuration", &mc.drain_duration),
         ("terminationDrainDuration", &mc.termination_drain_duration),
+        ("connectTimeout", &mc.connect_timeout),
+        ("dnsRefreshRate", &mc.dns_refresh_rate),
     ] {
         rules::duration_field(&format!("spec.{field}"), v, f);
     }

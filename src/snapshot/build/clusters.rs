@@ -5,9 +5,20 @@ use crate::config::model::*;
 use crate::config::registry::{find_destination_rule, find_service_entry};
 use crate::config::resource::Resource;
 use crate::config::Config;
-use crate::snapshot::cluster::{cluster_name, ClusterId, ClusterSpec};
+use crate::snapshot::cluster::{
+    cluster_name, ClusterId, ClusterPolicy, ClusterSpec, CONNECT_TIMEOUT,
+};
 use crate::snapshot::{cluster, Snapshot};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// A MeshConfig duration (`connectTimeout`, `dnsRefreshRate`), if set and not zero.
+fn mesh_duration(c: &Config, field: impl Fn(&MeshConfigSpec) -> Option<&str>) -> Option<Duration> {
+    c.mesh_config()
+        .and_then(field)
+        .and_then(|d| crate::config::duration::parse(d).ok())
+        .filter(|d| !d.is_zero())
+}
 
 /// AUTO_PASSTHROUGH may name any registered service: build a cluster for every
 /// ServiceEntry host and port, with and without each DestinationRule subset.
@@ -84,11 +95,19 @@ pub(super) fn ensure_cluster(
     let Some(subset_labels) = subset_labels else {
         return name; // subset not defined: no cluster (503 NC)
     };
-    let endpoints = cluster::endpoints(c, ser, se, &fqdn, port, &subset_labels);
+    let (endpoints, discovery, dns) = cluster::endpoints(c, ser, se, &fqdn, port, &subset_labels);
     let mut cluster = ClusterSpec::new(name.clone(), endpoints);
-    cluster.policy.tcp_idle_timeout = cluster::tcp_idle_timeout(dr, &subset, port.number);
-    cluster.policy.http2 = cluster::speaks_http2(dr, &subset, port);
-    cluster.policy.connect_timeout = cluster::connect_timeout(dr, &subset, port.number);
+    cluster.discovery = discovery;
+    cluster.dns = dns;
+    cluster.dns_refresh_rate =
+        mesh_duration(c, |m| m.dns_refresh_rate.as_deref()).unwrap_or(cluster::DNS_REFRESH_RATE);
+    let connect_timeout = mesh_duration(c, |m| m.connect_timeout.as_deref());
+    cluster.policy = ClusterPolicy::of(
+        dr,
+        &subset,
+        port,
+        connect_timeout.unwrap_or(CONNECT_TIMEOUT),
+    );
     cluster.policy.tls = cluster::upstream_tls(c, found_dr, &subset, port.number, &fqdn);
     cluster.service = cluster::ServiceRef {
         host: fqdn.clone(),

@@ -10,37 +10,98 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod policy;
+
+pub use policy::{
+    HashKey, HashTable, HttpPool, Keepalive, LbPolicy, Limits, Outlier, Warmup, CONNECT_TIMEOUT,
+    DEFAULT_TCP_IDLE_TIMEOUT,
+};
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Endpoint {
     pub address: SocketAddr,
+    /// WorkloadEntry / ServiceEntry endpoint `weight` (unset or 0: 1); every balancer
+    /// honours it.
+    pub weight: u32,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<(String, String)>,
 }
 
-/// Istio's default upstream connect timeout (`connectionPool.tcp.connectTimeout`).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+impl Endpoint {
+    /// An endpoint of weight 1 without labels.
+    pub fn at(address: SocketAddr) -> Endpoint {
+        Endpoint {
+            address,
+            weight: 1,
+            labels: Vec::new(),
+        }
+    }
+}
 
-/// Istio's default `connectionPool.tcp.idleTimeout`.
-pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Istio's MeshConfig `dnsRefreshRate` default.
+pub const DNS_REFRESH_RATE: Duration = Duration::from_secs(60);
+
+/// A name a `resolution: DNS` cluster resolves again while it serves (Istio MeshConfig
+/// `dnsRefreshRate`), with what each of its addresses becomes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct DnsTarget {
+    pub name: String,
+    pub port: u16,
+    pub weight: u32,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<(String, String)>,
+}
+
+/// How a cluster's endpoints come about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Discovery {
+    /// IP addresses from the configuration.
+    Static,
+    /// `resolution: DNS`: every address of every name (Envoy's STRICT_DNS).
+    StrictDns,
+    /// `resolution: DNS_ROUND_ROBIN`: the first address of each name (Envoy's LOGICAL_DNS).
+    LogicalDns,
+}
 
 /// A cluster's place in its snapshot: routes name clusters by id, so the request path
 /// finds a cluster's runtime state (in `upstream`) by indexing, without a look-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct ClusterId(pub u32);
 
-/// The effective DestinationRule policy of a cluster, as far as meshgate acts on it.
+/// The effective DestinationRule policy of a cluster (see [`policy`]), typed once.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ClusterPolicy {
     /// Requests go upstream over HTTP/2 (h2c): the port speaks GRPC/HTTP2, or
     /// `connectionPool.http.h2UpgradePolicy: UPGRADE`.
     pub http2: bool,
-    /// `connectionPool.tcp.connectTimeout` (Istio's default 10 s).
-    #[serde(skip)]
+    /// `connectionPool.tcp.connectTimeout` (else MeshConfig `connectTimeout`, 10 s).
+    #[serde(serialize_with = "policy::ser_duration")]
     pub connect_timeout: Duration,
     /// `connectionPool.tcp.idleTimeout`: a proxied TCP connection with no bytes either
     /// way for this long is closed.
-    #[serde(skip)]
+    #[serde(serialize_with = "policy::ser_duration")]
     pub tcp_idle_timeout: Duration,
+    /// `connectionPool.tcp.maxConnectionDuration`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "policy::ser_opt_duration")]
+    pub max_connection_duration: Option<Duration>,
+    /// `connectionPool.tcp.tcpKeepalive`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_keepalive: Option<Keepalive>,
+    /// `connectionPool.http` connection shaping.
+    pub http_pool: HttpPool,
+    /// `connectionPool` circuit breakers.
+    pub limits: Limits,
+    /// `loadBalancer`.
+    pub load_balancer: LbPolicy,
+    /// `loadBalancer.warmup`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<Warmup>,
+    /// `outlierDetection`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<Outlier>,
     /// DestinationRule `trafficPolicy.tls` (SIMPLE or MUTUAL): TLS to the upstream.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<UpstreamTls>,
@@ -52,6 +113,39 @@ impl Default for ClusterPolicy {
             http2: false,
             connect_timeout: CONNECT_TIMEOUT,
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
+            max_connection_duration: None,
+            tcp_keepalive: None,
+            http_pool: policy::http_pool(&policy::Effective::default()),
+            limits: Limits::NONE,
+            load_balancer: LbPolicy::LeastRequest,
+            warmup: None,
+            outlier_detection: None,
+            tls: None,
+        }
+    }
+}
+
+impl ClusterPolicy {
+    /// The policy of a cluster on service port `port`, subset `subset` (empty: none), of
+    /// DestinationRule `dr`; `mesh_connect_timeout` is MeshConfig `connectTimeout`.
+    pub fn of(
+        dr: Option<&DestinationRuleSpec>,
+        subset: &str,
+        port: &ServicePort,
+        mesh_connect_timeout: Duration,
+    ) -> ClusterPolicy {
+        let e = policy::Effective::of(dr, subset, port.number);
+        ClusterPolicy {
+            http2: policy::speaks_http2(&e, port),
+            connect_timeout: policy::connect_timeout(&e, mesh_connect_timeout),
+            tcp_idle_timeout: policy::tcp_idle_timeout(&e),
+            max_connection_duration: policy::max_connection_duration(&e),
+            tcp_keepalive: policy::keepalive(&e),
+            http_pool: policy::http_pool(&e),
+            limits: policy::limits(&e),
+            load_balancer: policy::lb_policy(e.load_balancer),
+            warmup: policy::warmup(e.load_balancer),
+            outlier_detection: e.outlier_detection.map(policy::outlier),
             tls: None,
         }
     }
@@ -76,8 +170,8 @@ pub struct UpstreamTls {
     pub insecure_skip_verify: bool,
 }
 
-/// `trafficPolicy.tls` for `port` and `subset`: the subset's over port-level over the
-/// rule's top level (the whole object, as Istio takes it), resolved to files; `None` for
+/// `trafficPolicy.tls` for `port` and `subset` (Istio's merge, the whole object), resolved
+/// to files; `None` for
 /// no TLS (absent, DISABLE; ISTIO_MUTUAL needs a mesh identity meshgate does not have).
 pub fn upstream_tls(
     c: &Config,
@@ -87,22 +181,7 @@ pub fn upstream_tls(
     host: &str,
 ) -> Option<UpstreamTls> {
     let (res, dr) = dr?;
-    fn of_policy(tp: Option<&TrafficPolicy>, port: u32) -> Option<&ClientTlsSettings> {
-        let tp = tp?;
-        tp.port_level_settings
-            .iter()
-            .flatten()
-            .find(|p| p.port.as_ref().is_some_and(|s| s.number == port))
-            .and_then(|p| p.tls.as_ref())
-            .or(tp.tls.as_ref())
-    }
-    let subset_policy = dr
-        .subsets
-        .iter()
-        .find(|s| s.name == subset)
-        .and_then(|s| s.traffic_policy.as_ref());
-    let tls =
-        of_policy(subset_policy, port).or_else(|| of_policy(dr.traffic_policy.as_ref(), port))?;
+    let tls = policy::Effective::of(Some(dr), subset, port).tls?;
     let mutual = match tls.mode {
         Some(ClientTlsMode::Simple) => false,
         Some(ClientTlsMode::Mutual) => true,
@@ -155,7 +234,16 @@ pub fn upstream_tls(
 #[derive(Debug, Serialize)]
 pub struct ClusterSpec {
     pub name: String,
+    /// The endpoints when the snapshot was built (DNS names resolved then; the runtime
+    /// resolves them again, see `dns`).
     pub endpoints: Vec<Endpoint>,
+    pub discovery: Discovery,
+    /// The names a DNS cluster resolves again while it serves.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<DnsTarget>,
+    /// How often `dns` is resolved again (MeshConfig `dnsRefreshRate`, default 60 s).
+    #[serde(serialize_with = "policy::ser_duration")]
+    pub dns_refresh_rate: Duration,
     #[serde(flatten)]
     pub policy: ClusterPolicy,
     /// The service this cluster serves, as Istio's `destination_*` metric labels name it.
@@ -186,7 +274,10 @@ pub struct ServiceRef {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ClusterIdentity {
     name: String,
+    /// Static endpoints; a DNS cluster is the same cluster whatever its names resolved to.
     endpoints: Vec<Endpoint>,
+    dns: Vec<DnsTarget>,
+    dns_refresh_rate: Duration,
     policy: ClusterPolicy,
     service: ServiceRef,
 }
@@ -201,6 +292,9 @@ impl ClusterSpec {
         ClusterSpec {
             name,
             endpoints,
+            discovery: Discovery::Static,
+            dns: Vec::new(),
+            dns_refresh_rate: DNS_REFRESH_RATE,
             policy: ClusterPolicy::default(),
             service: ServiceRef::default(),
         }
@@ -209,80 +303,15 @@ impl ClusterSpec {
     pub fn identity(&self) -> ClusterIdentity {
         ClusterIdentity {
             name: self.name.clone(),
-            endpoints: self.endpoints.clone(),
+            endpoints: match self.discovery {
+                Discovery::Static => self.endpoints.clone(),
+                _ => Vec::new(),
+            },
+            dns: self.dns.clone(),
+            dns_refresh_rate: self.dns_refresh_rate,
             policy: self.policy.clone(),
             service: self.service.clone(),
         }
-    }
-}
-
-/// A `connectionPool` setting for `port` and `subset` of a DestinationRule: the subset's
-/// policy over the top-level one, port-level settings over either.
-fn pool_setting<T>(
-    dr: Option<&DestinationRuleSpec>,
-    subset: &str,
-    port: u32,
-    get: impl Fn(&ConnectionPoolSettings) -> Option<T>,
-) -> Option<T> {
-    let dr = dr?;
-    let subset_policy = dr
-        .subsets
-        .iter()
-        .find(|s| s.name == subset)
-        .and_then(|s| s.traffic_policy.as_ref());
-    let from_policy = |tp: Option<&TrafficPolicy>| {
-        let tp = tp?;
-        let port_level = tp
-            .port_level_settings
-            .iter()
-            .flatten()
-            .find(|p| p.port.as_ref().is_some_and(|s| s.number == port))
-            .and_then(|p| p.connection_pool.as_ref())
-            .and_then(&get);
-        port_level.or_else(|| tp.connection_pool.as_ref().and_then(&get))
-    };
-    from_policy(subset_policy).or_else(|| from_policy(dr.traffic_policy.as_ref()))
-}
-
-/// `connectionPool.tcp.idleTimeout` (default 1 h).
-pub fn tcp_idle_timeout(dr: Option<&DestinationRuleSpec>, subset: &str, port: u32) -> Duration {
-    pool_setting(dr, subset, port, |p| {
-        p.tcp
-            .as_ref()
-            .and_then(|t| t.idle_timeout.as_deref())
-            .and_then(|d| crate::config::duration::parse(d).ok())
-    })
-    .unwrap_or(DEFAULT_TCP_IDLE_TIMEOUT)
-}
-
-/// `connectionPool.tcp.connectTimeout` (Istio's default 10 s).
-pub fn connect_timeout(dr: Option<&DestinationRuleSpec>, subset: &str, port: u32) -> Duration {
-    pool_setting(dr, subset, port, |p| {
-        p.tcp
-            .as_ref()
-            .and_then(|t| t.connect_timeout.as_deref())
-            .and_then(|d| crate::config::duration::parse(d).ok())
-            .filter(|d| !d.is_zero())
-    })
-    .unwrap_or(CONNECT_TIMEOUT)
-}
-
-/// Whether requests go upstream as HTTP/2 (cleartext, prior knowledge): the service port
-/// speaks GRPC/HTTP2, or `connectionPool.http.h2UpgradePolicy: UPGRADE`.
-pub fn speaks_http2(dr: Option<&DestinationRuleSpec>, subset: &str, port: &ServicePort) -> bool {
-    let by_protocol = port.protocol.as_deref().is_some_and(|p| {
-        matches!(
-            p.to_ascii_uppercase().as_str(),
-            "GRPC" | "HTTP2" | "GRPC-WEB"
-        )
-    });
-    let policy = pool_setting(dr, subset, port.number, |p| {
-        p.http.as_ref().and_then(|h| h.h2_upgrade_policy)
-    });
-    match policy {
-        Some(H2UpgradePolicy::Upgrade) => true,
-        Some(H2UpgradePolicy::DoNotUpgrade) => false,
-        _ => by_protocol,
     }
 }
 
@@ -290,22 +319,37 @@ fn labels_match(selector: &OrderedMap<String>, labels: &OrderedMap<String>) -> b
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
-/// Resolves `address:port` (an IP, or a DNS name resolved now, at load time).
-fn resolve(address: &str, port: u16) -> Vec<SocketAddr> {
-    if let Ok(ip) = address.parse::<std::net::IpAddr>() {
-        return vec![SocketAddr::new(ip, port)];
+/// Resolves `name:port` now (getaddrinfo: /etc/hosts, then DNS); an IP is itself.
+pub fn resolve(name: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    if let Ok(ip) = name.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
     }
-    match (address, port).to_socket_addrs() {
-        Ok(addrs) => addrs.collect(),
-        Err(e) => {
-            log::warn!("cannot resolve endpoint {address}: {e}; it is left out");
-            Vec::new()
-        }
+    Ok((name, port).to_socket_addrs()?.collect())
+}
+
+impl DnsTarget {
+    /// The endpoints `addrs` (this name's answer) make under `discovery`: all of them
+    /// (STRICT_DNS), or the first (LOGICAL_DNS).
+    pub fn endpoints(&self, addrs: &[SocketAddr], discovery: &Discovery) -> Vec<Endpoint> {
+        let take = match discovery {
+            Discovery::LogicalDns => 1,
+            _ => addrs.len(),
+        };
+        addrs
+            .iter()
+            .take(take)
+            .map(|a| Endpoint {
+                address: *a,
+                weight: self.weight,
+                labels: self.labels.clone(),
+            })
+            .collect()
     }
 }
 
 /// The endpoints of ServiceEntry `se` (of resource `r`) for service port `port`, keeping
-/// those whose labels carry every label of `subset_labels`.
+/// those whose labels carry every label of `subset_labels`; a DNS entry's names are
+/// resolved now and returned to be resolved again while serving.
 pub fn endpoints(
     c: &Config,
     r: &Resource,
@@ -313,7 +357,7 @@ pub fn endpoints(
     host: &str,
     port: &ServicePort,
     subset_labels: &OrderedMap<String>,
-) -> Vec<Endpoint> {
+) -> (Vec<Endpoint>, Discovery, Vec<DnsTarget>) {
     // The port an endpoint listens on: its own mapping by port name, else the
     // ServiceEntry's targetPort, else the service port.
     let target = |we: &WorkloadEntrySpec| -> u16 {
@@ -335,41 +379,56 @@ pub fn endpoints(
     } else {
         workloads.extend(se.endpoints.iter().flatten());
     }
-    let mut out = Vec::new();
-    match se.effective_resolution() {
-        Resolution::Static | Resolution::Dns | Resolution::DnsRoundRobin => {
-            if workloads.is_empty() && se.effective_resolution() != Resolution::Static {
-                // DNS without endpoints: the host itself.
-                for a in resolve(host, port.number as u16) {
-                    out.push(Endpoint {
-                        address: a,
-                        labels: Vec::new(),
-                    });
-                }
-            }
-            for we in workloads {
-                if !labels_match(subset_labels, &we.labels) {
-                    continue;
-                }
-                let Some(addr) = we.address.as_deref() else {
-                    continue;
-                };
-                for a in resolve(addr, target(we)) {
-                    out.push(Endpoint {
-                        address: a,
-                        labels: we
-                            .labels
-                            .iter()
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect(),
-                    });
-                }
-            }
-        }
+    let discovery = match se.effective_resolution() {
+        Resolution::Static => Discovery::Static,
+        Resolution::Dns => Discovery::StrictDns,
+        Resolution::DnsRoundRobin => Discovery::LogicalDns,
         // NONE / DYNAMIC_DNS: no endpoints a gateway can reach by itself.
-        Resolution::None | Resolution::DynamicDns => {}
+        Resolution::None | Resolution::DynamicDns => {
+            return (Vec::new(), Discovery::Static, Vec::new())
+        }
+    };
+    let mut targets = Vec::new();
+    if workloads.is_empty() && discovery != Discovery::Static {
+        // DNS without endpoints: the host itself.
+        targets.push(DnsTarget {
+            name: host.to_string(),
+            port: port.number as u16,
+            weight: 1,
+            labels: Vec::new(),
+        });
     }
-    out
+    for we in workloads {
+        if !labels_match(subset_labels, &we.labels) {
+            continue;
+        }
+        let Some(addr) = we.address.as_deref() else {
+            continue;
+        };
+        targets.push(DnsTarget {
+            name: addr.to_string(),
+            port: target(we),
+            weight: we.weight.filter(|w| *w > 0).unwrap_or(1),
+            labels: we
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        });
+    }
+    let mut out = Vec::new();
+    for t in &targets {
+        match resolve(&t.name, t.port) {
+            Ok(addrs) => out.extend(t.endpoints(&addrs, &discovery)),
+            Err(e) => log::warn!("cannot resolve endpoint {}: {e}; it is left out", t.name),
+        }
+    }
+    // Names are resolved again while serving; IP addresses are what they are.
+    targets.retain(|t| t.name.parse::<std::net::IpAddr>().is_err());
+    if targets.is_empty() {
+        return (out, Discovery::Static, targets);
+    }
+    (out, discovery, targets)
 }
 
 #[cfg(test)]
@@ -378,7 +437,7 @@ mod tests {
 
     #[test]
     fn dns_names_are_resolved_at_load() {
-        let addrs = resolve("localhost", 8080);
+        let addrs = resolve("localhost", 8080).unwrap();
         assert!(
             addrs
                 .iter()
@@ -386,9 +445,9 @@ mod tests {
             "{addrs:?}"
         );
         assert_eq!(
-            resolve("10.1.2.3", 80),
+            resolve("10.1.2.3", 80).unwrap(),
             vec![SocketAddr::from(([10, 1, 2, 3], 80))]
         );
-        assert!(resolve("no-such-host.invalid", 80).is_empty());
+        assert!(resolve("no-such-host.invalid", 80).is_err());
     }
 }
