@@ -299,3 +299,28 @@ mod tests {
         assert!(validate_label_value("*").is_err());
     }
 }
+
+/// The host name of an HTTP authority (`host[:port]`, `[v6]:port`): the port dropped.
+pub fn authority_host(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split_once(']').map_or(authority, |(h, _)| h);
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    }
+}
+
+#[cfg(test)]
+mod authority_tests {
+    use super::authority_host;
+
+    #[test]
+    fn ports_are_dropped_from_authorities() {
+        assert_eq!(authority_host("a.example.com:8443"), "a.example.com");
+        assert_eq!(authority_host("a.example.com"), "a.example.com");
+        assert_eq!(authority_host("[::1]:80"), "::1");
+        assert_eq!(authority_host("::1"), "::1");
+        assert_eq!(authority_host(""), "");
+    }
+}

@@ -61,20 +61,8 @@ const DESTINATION_RULE: &[Rule] = &[(
 /// Traffic-policy fields not acted on; checked under every place a TrafficPolicy occurs.
 const TRAFFIC_POLICY: &[Rule] = &[
     (
-        "loadBalancer.localityLbSetting",
-        "locality-aware balancing needs a multi-zone mesh",
-    ),
-    (
         "loadBalancer.zoneAwareLbSetting",
         "zone-aware balancing needs a multi-zone mesh",
-    ),
-    (
-        "loadBalancer.warmup",
-        "slow-start warmup is not implemented",
-    ),
-    (
-        "loadBalancer.warmupDurationSecs",
-        "slow-start warmup is not implemented",
     ),
     (
         "tunnel",
@@ -85,59 +73,17 @@ const TRAFFIC_POLICY: &[Rule] = &[
         "PROXY protocol to upstreams is not implemented",
     ),
     ("retryBudget", "retry budgets are not implemented"),
-    // Parsed, not acted on yet (the DestinationRule traffic-policy issue implements them);
-    // said here so a policy is never dropped silently.
     (
-        "loadBalancer.simple",
-        "load balancers other than round robin are not implemented yet: round robin is used",
+        "loadBalancer.localityLbSetting",
+        "meshgate has one locality: every endpoint is balanced as one",
     ),
     (
-        "loadBalancer.consistentHash",
-        "consistent-hash balancing is not implemented yet: round robin is used",
+        "connectionPool.http.http2KeepAlive",
+        "HTTP/2 PING keepalive to upstreams is not sent (tcpKeepalive is)",
     ),
     (
-        "connectionPool.tcp.maxConnections",
-        "connection limits are not enforced yet",
-    ),
-    (
-        "connectionPool.tcp.tcpKeepalive",
-        "upstream TCP keepalive is not set yet",
-    ),
-    (
-        "connectionPool.tcp.maxConnectionDuration",
-        "upstream connection lifetimes are not enforced yet",
-    ),
-    (
-        "connectionPool.http.http1MaxPendingRequests",
-        "circuit breaking is not enforced yet",
-    ),
-    (
-        "connectionPool.http.http2MaxRequests",
-        "circuit breaking is not enforced yet",
-    ),
-    (
-        "connectionPool.http.maxRequestsPerConnection",
-        "per-connection request limits are not enforced yet",
-    ),
-    (
-        "connectionPool.http.maxRetries",
-        "the concurrent-retry limit is not enforced yet",
-    ),
-    (
-        "connectionPool.http.idleTimeout",
-        "upstream HTTP idle timeouts are Pingora's defaults for now",
-    ),
-    (
-        "connectionPool.http.useClientProtocol",
-        "the upstream protocol follows the port's protocol and h2UpgradePolicy for now",
-    ),
-    (
-        "connectionPool.http.maxConcurrentStreams",
-        "upstream HTTP/2 stream limits are not enforced yet",
-    ),
-    (
-        "outlierDetection",
-        "outlier detection is not implemented yet: endpoints are never ejected",
+        "outlierDetection.outlierDetectionHttpErrorCodes",
+        "only 5xx, gateway errors and local-origin failures are counted",
     ),
     ("tls.caCrl", "certificate revocation lists are not checked"),
 ];

@@ -55,7 +55,12 @@ pub fn of(
                 })
                 .map_or_else(Key::default, |v| hash(v.as_bytes()))
         }
-        HashKey::Cookie { name, path, ttl } => {
+        HashKey::Cookie {
+            name,
+            path,
+            ttl,
+            attributes,
+        } => {
             if let Some(v) = cookie(req, name) {
                 return hash(v.as_bytes());
             }
@@ -74,6 +79,12 @@ pub fn of(
             }
             if let Some(p) = path {
                 set.push_str(&format!("; Path={p}"));
+            }
+            for (k, v) in attributes {
+                match v {
+                    Some(v) => set.push_str(&format!("; {k}={v}")),
+                    None => set.push_str(&format!("; {k}")),
+                }
             }
             set.push_str("; HttpOnly");
             Key {
@@ -151,6 +162,7 @@ mod tests {
             name: "user".into(),
             path: Some("/".into()),
             ttl,
+            attributes: vec![("SameSite".into(), Some("Strict".into()))],
         };
         let with = req("/", &[("cookie", "a=b; user=\"42\"")]);
         assert_eq!(
@@ -167,7 +179,10 @@ mod tests {
         );
         let set = made.set_cookie.unwrap();
         assert!(set.starts_with("user=\""), "{set}");
-        assert!(set.ends_with("; Max-Age=60; Path=/; HttpOnly"), "{set}");
+        assert!(
+            set.ends_with("; Max-Age=60; Path=/; SameSite=Strict; HttpOnly"),
+            "{set}"
+        );
         // Sending the made cookie back hashes the same.
         let value = set.split('"').nth(1).unwrap();
         let back = req("/", &[("cookie", &format!("user=\"{value}\""))]);

@@ -395,8 +395,10 @@ impl ProxyHttp for GatewayProxy {
                     (w, _) => (w, false),
                 };
                 ctx.idle_bounded = idle_bounded;
-                let client_h2 = _session.req_header().version == http::Version::HTTP_2;
-                let mut peer = connect::http_peer(cluster, &ep, read, client_h2);
+                let req = _session.req_header();
+                let client_h2 = req.version == http::Version::HTTP_2;
+                let host = crate::config::host::authority_host(authority_of(req));
+                let mut peer = connect::http_peer(cluster, &ep, read, client_h2, Some(host));
                 peer.options.write_timeout = idle;
                 ctx.endpoint = Some(InFlight::new(ep));
                 Ok(Box::new(peer))

@@ -72,13 +72,19 @@ pub fn http_peer(
     ep: &EndpointState,
     read_timeout: Option<Duration>,
     client_h2: bool,
+    request_host: Option<&str>,
 ) -> HttpPeer {
     state.stats.requests.fetch_add(1, Ordering::Relaxed);
     let tls = state.spec.policy.tls.as_ref();
     // Pingora's rustls connector verifies the name it sends as SNI: with
     // `subjectAltNames`, the first of them is both (Istio sends `sni` and checks the SANs).
+    // Without `sni`, the request's host (Istio's auto SNI).
     let sni = tls
-        .map(|t| t.subject_alt_names.first().unwrap_or(&t.sni).clone())
+        .map(|t| match (t.subject_alt_names.first(), request_host) {
+            (Some(san), _) => san.clone(),
+            (None, Some(h)) if t.auto_sni && !h.is_empty() => h.to_string(),
+            _ => t.sni.clone(),
+        })
         .unwrap_or_default();
     let mut peer = HttpPeer::new(ep.address, tls.is_some(), sni);
     if let Some(t) = tls {
@@ -217,7 +223,13 @@ impl HttpClient {
                 pingora::Error::explain(pingora::ErrorType::ConnectNoRoute, "no healthy upstream")
             })?;
         let _in_flight = InFlight::new(ep.clone());
-        let peer = http_peer(state, &ep, Some(timeout), false);
+        let host = head.uri.host().or_else(|| {
+            head.headers
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .map(crate::config::host::authority_host)
+        });
+        let peer = http_peer(state, &ep, Some(timeout), false, host);
         let exchange = async {
             let (mut session, reused) = match self.connector.get_http_session(&peer).await {
                 Ok(s) => s,

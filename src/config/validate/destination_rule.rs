@@ -261,6 +261,12 @@ fn load_balancer(p: &str, l: &LoadBalancerSettings, f: &mut Findings) {
     if l.simple.is_some() && l.consistent_hash.is_some() {
         f.error(p, "only one of simple or consistentHash may be set");
     }
+    if l.simple == Some(SimpleLb::Passthrough) {
+        f.warn(
+            format!("{p}.simple"),
+            "not supported by meshgate: PASSTHROUGH forwards to the address the client asked for, which needs the egress role; ROUND_ROBIN over the registered endpoints is used",
+        );
+    }
     if let Some(ch) = &l.consistent_hash {
         let cp = format!("{p}.consistentHash");
         let keys = [

@@ -801,14 +801,15 @@ fn credentials_dir_is_relative_to_its_file() {
 }
 
 #[test]
-fn destination_rule_policies_not_acted_on_yet_are_warned_never_dropped_silently() {
-    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\nspec:\n  host: a.internal\n  trafficPolicy:\n    loadBalancer: {simple: LEAST_REQUEST}\n    connectionPool:\n      tcp: {maxConnections: 1, connectTimeout: 1s}\n      http: {http1MaxPendingRequests: 1, h2UpgradePolicy: UPGRADE}\n    outlierDetection: {consecutive5xxErrors: 1}\n    tls: {mode: SIMPLE, sni: a.example.com}\n";
+fn destination_rule_policies_are_acted_on_or_warned_never_dropped_silently() {
+    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\nspec:\n  host: a.internal\n  trafficPolicy:\n    loadBalancer: {simple: LEAST_REQUEST, localityLbSetting: {enabled: true}}\n    connectionPool:\n      tcp: {maxConnections: 1, connectTimeout: 1s, tcpKeepalive: {time: 10s}}\n      http: {http1MaxPendingRequests: 1, h2UpgradePolicy: UPGRADE, http2KeepAlive: {interval: 1s}}\n    outlierDetection: {consecutive5xxErrors: 1, outlierDetectionHttpErrorCodes: [418]}\n    tls: {mode: SIMPLE, sni: a.example.com, caCrl: /x.crl}\n  subsets:\n  - name: p\n    labels: {v: p}\n    trafficPolicy: {loadBalancer: {simple: PASSTHROUGH}}\n";
     let w = warnings(dr);
     for field in [
-        "spec.trafficPolicy.loadBalancer.simple",
-        "spec.trafficPolicy.connectionPool.tcp.maxConnections",
-        "spec.trafficPolicy.connectionPool.http.http1MaxPendingRequests",
-        "spec.trafficPolicy.outlierDetection",
+        "spec.trafficPolicy.loadBalancer.localityLbSetting",
+        "spec.trafficPolicy.connectionPool.http.http2KeepAlive",
+        "spec.trafficPolicy.outlierDetection.outlierDetectionHttpErrorCodes",
+        "spec.trafficPolicy.tls.caCrl",
+        "spec.subsets[0].trafficPolicy.loadBalancer.simple",
     ] {
         assert!(
             w.iter()
@@ -816,12 +817,24 @@ fn destination_rule_policies_not_acted_on_yet_are_warned_never_dropped_silently(
             "{field} in {w:?}"
         );
     }
-    // What is acted on is not warned about (TLS origination included).
-    assert!(
-        !w.iter().any(|l| l.contains("connectTimeout")
-            || l.contains("h2UpgradePolicy")
-            || l.starts_with("spec.trafficPolicy.tls")),
-        "{w:?}"
-    );
+    // What is acted on is not warned about.
+    for acted in [
+        "loadBalancer.simple: not",
+        "maxConnections",
+        "connectTimeout",
+        "tcpKeepalive",
+        "http1MaxPendingRequests",
+        "h2UpgradePolicy",
+        "outlierDetection:",
+        "consecutive5xxErrors",
+        "tls.sni",
+        "tls:",
+    ] {
+        assert!(
+            !w.iter()
+                .any(|l| l.contains(acted) && !l.starts_with("spec.subsets")),
+            "{acted} in {w:?}"
+        );
+    }
     assert!(errors(dr).is_empty());
 }

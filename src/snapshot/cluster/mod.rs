@@ -159,6 +159,9 @@ pub struct UpstreamTls {
     /// The SNI sent and (unless `subject_alt_names` say otherwise) the name verified:
     /// `sni`, else the service host.
     pub sni: String,
+    /// `sni` is unset: the request's host is sent (and verified) instead, as Istio's
+    /// auto SNI; `sni` above serves where no request is at hand.
+    pub auto_sni: bool,
     /// CA bundle to verify the upstream with; `None`: the system's roots.
     pub ca: Option<PathBuf>,
     /// MUTUAL: the client certificate chain and key.
@@ -221,6 +224,7 @@ pub fn upstream_tls(
     };
     Some(UpstreamTls {
         sni: tls.sni.clone().unwrap_or_else(|| host.to_string()),
+        auto_sni: tls.sni.is_none(),
         ca,
         client,
         subject_alt_names: tls.subject_alt_names.clone(),

@@ -146,6 +146,8 @@ pub enum HashKey {
         path: Option<String>,
         #[serde(serialize_with = "ser_opt_duration")]
         ttl: Option<Duration>,
+        /// `attributes` added to a cookie the gateway sets (`SameSite=Strict`, `Secure`).
+        attributes: Vec<(String, Option<String>)>,
     },
     /// `useSourceIp`: the client's address (after trusted-proxy processing, as Envoy).
     SourceIp,
@@ -285,6 +287,11 @@ pub fn lb_policy(lb: Option<&LoadBalancerSettings>) -> LbPolicy {
                 name: c.name.clone(),
                 path: c.path.clone(),
                 ttl: parse(c.ttl.as_ref()),
+                attributes: c
+                    .attributes
+                    .iter()
+                    .map(|a| (a.name.clone(), a.value.clone()))
+                    .collect(),
             })
         } else if ch.use_source_ip == Some(true) {
             Some(HashKey::SourceIp)
@@ -497,7 +504,8 @@ subsets:
                 key: HashKey::Cookie {
                     name: "u".into(),
                     path: None,
-                    ttl: Some(Duration::from_secs(10))
+                    ttl: Some(Duration::from_secs(10)),
+                    attributes: Vec::new(),
                 },
                 table: HashTable::Maglev { table_size: 65537 }
             }

@@ -3,7 +3,10 @@
 //! `GET /stats/prometheus` and `/metrics` (Istio's metrics and meshgate's own, Prometheus
 //! text format), `GET /stats` (the same counters as Envoy's plain `name: value` lines),
 //! `GET /server_info` (version, uptime, config generation) and `GET /explain?...` (how the
-//! live snapshot routes a request, as `meshgate explain` prints it).
+//! live snapshot routes a request, as `meshgate explain` prints it), `GET /clusters` (each
+//! cluster's endpoints, their load and ejections; `?format=json`).
+
+mod clusters;
 
 use crate::snapshot::explain;
 use crate::snapshot::l4_route::L4Route;
@@ -319,6 +322,16 @@ impl ServeHttp for AdminApp {
                 let body = serde_json::to_vec_pretty(&dump).unwrap_or_default();
                 response(200, "application/json", body)
             }
+            "/clusters" => {
+                let g = self.active.load();
+                let query = session.req_header().uri.query().unwrap_or("");
+                if query.split('&').any(|kv| kv == "format=json") {
+                    let body = serde_json::to_vec_pretty(&clusters::json(&g)).unwrap_or_default();
+                    response(200, "application/json", body)
+                } else {
+                    response(200, "text/plain", clusters::text(&g).into_bytes())
+                }
+            }
             "/explain" => explain_response(
                 &self.active.load().snapshot,
                 session.req_header().uri.query().unwrap_or(""),
@@ -326,7 +339,7 @@ impl ServeHttp for AdminApp {
             _ => response(
                 404,
                 "text/plain",
-                b"not found: try /ready, /config_dump, /stats/prometheus, /stats, /server_info or /explain\n"
+                b"not found: try /ready, /config_dump, /clusters, /stats/prometheus, /stats, /server_info or /explain\n"
                     .to_vec(),
             ),
         }
@@ -334,13 +347,12 @@ impl ServeHttp for AdminApp {
 }
 
 /// Each cluster's upstream counters, as Envoy names them (`envoy_cluster_upstream_cx_total`
-/// etc. with Envoy's `cluster_name` label). Connections the HTTP proxy opens are
-/// Pingora's; these count the TCP proxy's and the mirror client's.
+/// etc. with Envoy's `cluster_name` label).
 fn upstream_stats(g: &Generation, out: &mut String) {
     let families = [
         (
             "envoy_cluster_upstream_cx_total",
-            "Upstream connections opened by the TCP proxy and the mirror client.",
+            "Upstream connections opened.",
         ),
         (
             "envoy_cluster_upstream_cx_connect_fail",
@@ -350,6 +362,14 @@ fn upstream_stats(g: &Generation, out: &mut String) {
             "envoy_cluster_upstream_rq_total",
             "HTTP requests and TCP connections sent to the cluster.",
         ),
+        (
+            "envoy_cluster_upstream_rq_pending_overflow",
+            "Requests and connections refused by a circuit breaker (UO).",
+        ),
+        (
+            "envoy_cluster_outlier_detection_ejections_enforced_total",
+            "Endpoints ejected by outlier detection.",
+        ),
     ];
     for (i, (name, help)) in families.iter().enumerate() {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -358,7 +378,9 @@ fn upstream_stats(g: &Generation, out: &mut String) {
             let v = match i {
                 0 => s.connects.load(Ordering::Relaxed),
                 1 => s.connect_failures.load(Ordering::Relaxed),
-                _ => s.requests.load(Ordering::Relaxed),
+                2 => s.requests.load(Ordering::Relaxed),
+                3 => s.overflows.load(Ordering::Relaxed),
+                _ => s.ejections.load(Ordering::Relaxed),
             };
             let _ = writeln!(out, "{name}{{cluster_name=\"{}\"}} {v}", escape(c.name()));
         }
