@@ -607,3 +607,44 @@ fn without_sni_the_upstream_sees_the_requests_authority_as_istio_documents() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-seen-sni"), Some(HOST));
 }
+
+#[test]
+fn unusable_origination_files_are_warned_and_only_that_destination_gets_503() {
+    let up = Upstream::start("plain");
+    let yaml = format!(
+        "{}{}---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: api}}\nspec:\n  hosts: [api.internal]\n  ports: [{{number: 443, name: https, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{https: {}}}}}]\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: api}}\nspec:\n  host: api.internal\n  trafficPolicy:\n    tls: {{mode: SIMPLE, caCertificates: /nonexistent/ca.pem}}\n{}",
+        gateway("gw", "[\"*\"]"),
+        common::config::service("plain.internal", &[(&up, "")]),
+        up.port(),
+        vs(
+            "v",
+            &format!("[{HOST}]"),
+            "[gw]",
+            "  - match: [{uri: {prefix: /plain}}]\n    route: [{destination: {host: plain.internal}}]\n  - route: [{destination: {host: api.internal}}]\n"
+        ),
+    );
+    // `validate` names the field and the file.
+    let dir = scratch("origination-bad-files-validate");
+    let file = write(&dir, "all.yaml", &yaml.replace("{PORT}", "18080"));
+    let (code, stderr, _) = common::validate(&[&file], &[]);
+    assert_eq!(code, 0, "a warning, not an error: {stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("spec.trafficPolicy.tls.caCertificates")
+                && l.contains("/nonexistent/ca.pem")
+                && l.contains("503")),
+        "{stderr}"
+    );
+    // `run` serves: that destination answers 503 (never plain text), the other 200.
+    let (_gw, addr) = start("origination-bad-files", &yaml);
+    let r = get(addr, HOST, "/x", &[]);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("upstream connect error"), "{}", r.text());
+    assert_eq!(
+        up.conns.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing reached it in plain text"
+    );
+    assert_eq!(get(addr, HOST, "/plain", &[]).status, 200);
+}

@@ -22,6 +22,8 @@ pub const INGRESS_ROUTE_RULES_NOT_AFFECTED: &str = "IngressRouteRulesNotAffected
 pub const INVALID_GATEWAY_CREDENTIAL: &str = "InvalidGatewayCredential";
 /// meshgate's own: a Gateway server's private key file is readable by group or others.
 pub const PRIVATE_KEY_READABLE: &str = "PrivateKeyReadable";
+/// meshgate's own: a DestinationRule's TLS origination files are missing or unusable.
+pub const INVALID_ORIGINATION_CREDENTIAL: &str = "InvalidDestinationRuleCredential";
 /// meshgate's own: a VirtualService bound only to `mesh`, which a gateway never serves.
 pub const NOT_BOUND_TO_GATEWAY: &str = "VirtualServiceNotBoundToGateway";
 
@@ -52,6 +54,7 @@ pub fn analyze(c: &Config, labels: &[(String, String)]) -> Vec<Diagnostic> {
     conflicting_gateways(&gateways, labels, &mut out);
     duplicate_certificates(&gateways, &mut out);
     gateway_credentials(c, &gateways, &mut out);
+    origination_credentials(c, &mut out);
     // Look-ups by name and by host, built once: analysis stays linear in the resources.
     let mut gateways_by_name: HashMap<(&str, &str), (&Resource, &GatewaySpec)> = HashMap::new();
     for &(r, g) in &gateways {
@@ -112,6 +115,76 @@ fn gateway_credentials(c: &Config, gws: &[(&Resource, &GatewaySpec)], out: &mut 
             }
             if let Ok(files) = &files {
                 key_permissions(r, i, files, out);
+            }
+        }
+    }
+}
+
+/// Loads every DestinationRule `tls` block's files (SIMPLE, MUTUAL) as `run` would: a
+/// cluster whose files are unusable answers 503 (UF) while the rest serve, so this is a
+/// warning naming the field and the file.
+fn origination_credentials(c: &Config, out: &mut Vec<Diagnostic>) {
+    use crate::tls::credentials::{load, load_ca, CredentialFiles};
+    for r in c.of_kind(Kind::DestinationRule) {
+        let Spec::DestinationRule(dr) = &r.spec else {
+            continue;
+        };
+        fn of_policy<'a>(
+            p: String,
+            tp: &'a Option<TrafficPolicy>,
+            blocks: &mut Vec<(String, &'a ClientTlsSettings)>,
+        ) {
+            let Some(tp) = tp else { return };
+            if let Some(t) = &tp.tls {
+                blocks.push((format!("{p}.tls"), t));
+            }
+            for (i, pl) in tp.port_level_settings.iter().flatten().enumerate() {
+                if let Some(t) = &pl.tls {
+                    blocks.push((format!("{p}.portLevelSettings[{i}].tls"), t));
+                }
+            }
+        }
+        let mut blocks = Vec::new();
+        of_policy("spec.trafficPolicy".into(), &dr.traffic_policy, &mut blocks);
+        for (i, s) in dr.subsets.iter().enumerate() {
+            let p = format!("spec.subsets[{i}].trafficPolicy");
+            of_policy(p, &s.traffic_policy, &mut blocks);
+        }
+        for (field, t) in blocks {
+            let Some(files) = super::client_tls::resolve(c, r, t, &dr.host) else {
+                continue;
+            };
+            let ca_field = if t.credential_name.is_some() {
+                "credentialName"
+            } else {
+                "caCertificates"
+            };
+            let result = match (&files.client, &files.ca) {
+                (Some((cert, key)), ca) => load(&CredentialFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    ca: ca.clone(),
+                    field: if t.credential_name.is_some() {
+                        "credentialName"
+                    } else {
+                        "clientCertificate"
+                    },
+                    ca_field,
+                })
+                .map(|_| ()),
+                (None, Some(ca)) => load_ca(ca, ca_field).map(|_| ()),
+                (None, None) => Ok(()),
+            };
+            if let Err(e) = result {
+                out.push(warn(
+                    r,
+                    &format!("{field}.{}", e.field),
+                    format!(
+                        "{}; requests to this destination will get 503 (UF)",
+                        e.message
+                    ),
+                    INVALID_ORIGINATION_CREDENTIAL,
+                ));
             }
         }
     }

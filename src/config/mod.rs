@@ -6,6 +6,7 @@
 //! (cross-resource warnings). The result is a [`Config`] plus every [`Diagnostic`].
 
 pub mod analyze;
+pub mod client_tls;
 pub mod diagnostic;
 pub mod duration;
 pub mod host;

@@ -372,6 +372,11 @@ impl ProxyHttp for GatewayProxy {
             .cluster
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no cluster chosen"))?;
+        if let Some(why) = cluster.tls_error() {
+            connect::note_connect_failure(cluster);
+            ctx.flags.insert(ResponseFlags::UF);
+            return Err(Error::explain(ErrorType::ConnectError, why.to_string()));
+        }
         let picked = cluster.pick(Request {
             hash: ctx.hash.hash,
             tried: &ctx.retry.tried,

@@ -159,6 +159,18 @@ fn certificates(
     }
 }
 
+/// Loads a CA bundle (`field` names it in errors): readable, PEM, usable certificates.
+pub fn load_ca(ca: &Path, field: &'static str) -> Result<RootCertStore, CredentialError> {
+    let mut roots = RootCertStore::empty();
+    for c in certificates(ca, field, "CA certificate")? {
+        roots.add(c).map_err(|e| CredentialError {
+            field,
+            message: format!("CA certificate {} is not usable: {e}", ca.display()),
+        })?;
+    }
+    Ok(roots)
+}
+
 /// Loads and checks the files: readable, PEM, a certificate, a private key that belongs
 /// to it, and (when `files.ca` is set) at least one usable CA certificate.
 pub fn load(files: &CredentialFiles) -> Result<Credential, CredentialError> {
@@ -201,16 +213,7 @@ pub fn load(files: &CredentialFiles) -> Result<Credential, CredentialError> {
         })?;
     let client_roots = match &files.ca {
         None => None,
-        Some(ca) => {
-            let mut roots = RootCertStore::empty();
-            for c in certificates(ca, files.ca_field, "CA certificate")? {
-                roots.add(c).map_err(|e| CredentialError {
-                    field: files.ca_field,
-                    message: format!("CA certificate {} is not usable: {e}", ca.display()),
-                })?;
-            }
-            Some(roots)
-        }
+        Some(ca) => Some(load_ca(ca, files.ca_field)?),
     };
     Ok(Credential {
         chain,

@@ -50,10 +50,12 @@ impl ClusterState {
         let tls = spec.policy.tls.as_ref().map(|t| match super::tls::load(t) {
             Ok(m) => m,
             Err(e) => {
-                // Still TLS, verified against the system's roots (a private upstream
-                // then fails: 503 UF); never plain text instead.
-                log::error!("{}: TLS origination: {e}", spec.name);
-                super::tls::Material::default()
+                // Never plain text, never a weaker check: the cluster answers 503 UF.
+                log::error!("{}: TLS origination: {e}; its requests get 503", spec.name);
+                super::tls::Material {
+                    error: Some(e),
+                    ..Default::default()
+                }
             }
         });
         ClusterState {
@@ -72,6 +74,11 @@ impl ClusterState {
 
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    /// Why this cluster cannot originate TLS (its files are unusable), if so.
+    pub fn tls_error(&self) -> Option<&str> {
+        self.tls.as_ref().and_then(|m| m.error.as_deref())
     }
 
     /// The endpoints serving now.

@@ -214,9 +214,16 @@ impl HttpClient {
         body: Bytes,
         timeout: Duration,
     ) -> pingora::Result<u16> {
+        if let Some(why) = state.tls_error() {
+            note_connect_failure(state);
+            return Err(pingora::Error::explain(
+                pingora::ErrorType::ConnectError,
+                why.to_string(),
+            ));
+        }
         let ep = state
             .pick(Request {
-                random: super::endpoint::now_ms(),
+                random: crate::rng::random(),
                 ..Request::default()
             })
             .ok_or_else(|| {

@@ -13,6 +13,9 @@ use std::sync::Arc;
 pub struct Material {
     pub ca: Option<Arc<CaType>>,
     pub client: Option<Arc<CertKey>>,
+    /// Why the files could not be used: the cluster then refuses every request with
+    /// 503 UF (never plain text, never a weaker check).
+    pub error: Option<String>,
 }
 
 impl std::fmt::Debug for Material {
@@ -20,6 +23,7 @@ impl std::fmt::Debug for Material {
         f.debug_struct("Material")
             .field("ca", &self.ca.as_ref().map(|c| c.len()))
             .field("client", &self.client.is_some())
+            .field("error", &self.error)
             .finish()
     }
 }
@@ -66,5 +70,9 @@ pub fn load(tls: &UpstreamTls) -> Result<Material, String> {
         }
         None => None,
     };
-    Ok(Material { ca, client })
+    Ok(Material {
+        ca,
+        client,
+        error: None,
+    })
 }

@@ -7,7 +7,6 @@ use crate::config::resource::Resource;
 use crate::config::Config;
 use serde::Serialize;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod policy;
@@ -71,7 +70,6 @@ pub struct ClusterId(pub u32);
 
 /// The effective DestinationRule policy of a cluster (see [`policy`]), typed once.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct ClusterPolicy {
     /// Requests go upstream over HTTP/2 (h2c): the port speaks GRPC/HTTP2, or
     /// `connectionPool.http.h2UpgradePolicy: UPGRADE`.
@@ -151,31 +149,10 @@ impl ClusterPolicy {
     }
 }
 
-/// TLS origination (DestinationRule `tls`, mode SIMPLE or MUTUAL), with file paths
-/// resolved: `caCertificates`, `clientCertificate`/`privateKey`, or a `credentialName`
-/// under MeshConfig `credentialsDir` (`tls.crt`, `tls.key`, `ca.crt`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct UpstreamTls {
-    /// The SNI sent and (unless `subject_alt_names` say otherwise) the name verified:
-    /// `sni`, else the service host.
-    pub sni: String,
-    /// `sni` is unset: the request's host is sent (and verified) instead, as Istio's
-    /// auto SNI; `sni` above serves where no request is at hand.
-    pub auto_sni: bool,
-    /// CA bundle to verify the upstream with; `None`: the system's roots.
-    pub ca: Option<PathBuf>,
-    /// MUTUAL: the client certificate chain and key.
-    pub client: Option<(PathBuf, PathBuf)>,
-    /// `subjectAltNames`: the upstream certificate must carry the first of these
-    /// (meshgate checks one name, and sends it as the SNI: Pingora verifies the SNI).
-    pub subject_alt_names: Vec<String>,
-    /// `insecureSkipVerify`.
-    pub insecure_skip_verify: bool,
-}
+pub use crate::config::client_tls::UpstreamTls;
 
 /// `trafficPolicy.tls` for `port` and `subset` (Istio's merge, the whole object), resolved
-/// to files; `None` for
-/// no TLS (absent, DISABLE; ISTIO_MUTUAL needs a mesh identity meshgate does not have).
+/// to files; `None` for no TLS.
 pub fn upstream_tls(
     c: &Config,
     dr: Option<(&Resource, &DestinationRuleSpec)>,
@@ -185,51 +162,7 @@ pub fn upstream_tls(
 ) -> Option<UpstreamTls> {
     let (res, dr) = dr?;
     let tls = policy::Effective::of(Some(dr), subset, port).tls?;
-    let mutual = match tls.mode {
-        Some(ClientTlsMode::Simple) => false,
-        Some(ClientTlsMode::Mutual) => true,
-        _ => return None,
-    };
-    let base = res
-        .source
-        .file
-        .parent()
-        .unwrap_or(std::path::Path::new("."));
-    let path = |p: &str| {
-        let p = PathBuf::from(p);
-        if p.is_absolute() {
-            p
-        } else {
-            base.join(p)
-        }
-    };
-    let credential = tls
-        .credential_name
-        .as_deref()
-        .and_then(|n| c.credentials_dir().map(|d| d.join(n)));
-    let ca = tls.ca_certificates.as_deref().map(path).or_else(|| {
-        credential
-            .as_ref()
-            .map(|d| d.join("ca.crt"))
-            .filter(|p| p.exists())
-    });
-    let client = if mutual {
-        match (&tls.client_certificate, &tls.private_key, &credential) {
-            (Some(cert), Some(key), _) => Some((path(cert), path(key))),
-            (_, _, Some(d)) => Some((d.join("tls.crt"), d.join("tls.key"))),
-            _ => None,
-        }
-    } else {
-        None
-    };
-    Some(UpstreamTls {
-        sni: tls.sni.clone().unwrap_or_else(|| host.to_string()),
-        auto_sni: tls.sni.is_none(),
-        ca,
-        client,
-        subject_alt_names: tls.subject_alt_names.clone(),
-        insecure_skip_verify: tls.insecure_skip_verify.unwrap_or(false),
-    })
+    crate::config::client_tls::resolve(c, res, tls, host)
 }
 
 /// A compiled cluster: a service host, port and subset (Istio's

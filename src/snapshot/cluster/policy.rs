@@ -135,7 +135,7 @@ pub enum LbPolicy {
 
 /// What a `consistentHash` balancer hashes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "snake_case")]
 pub enum HashKey {
     /// `httpHeaderName` (stored lower-case).
     Header(String),
@@ -157,7 +157,7 @@ pub enum HashKey {
 
 /// The hash table of a `consistentHash` balancer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "snake_case")]
 pub enum HashTable {
     /// `ringHash.minimumRingSize` (Envoy's default 1024).
     RingHash { minimum_ring_size: u64 },
@@ -169,7 +169,6 @@ pub enum HashTable {
 /// serves takes a growing share of traffic over `duration` (Envoy's slow start), for
 /// ROUND_ROBIN and LEAST_REQUEST.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct Warmup {
     #[serde(serialize_with = "ser_duration")]
     pub duration: Duration,
@@ -182,7 +181,6 @@ pub struct Warmup {
 /// `connectionPool` limits: Envoy's circuit breakers of the cluster (per subset), shared
 /// by all threads. `UNLIMITED` where not set.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct Limits {
     /// `tcp.maxConnections`: connections (HTTP/1: requests in flight, each holding one).
     pub max_connections: u32,
@@ -219,7 +217,6 @@ pub struct Keepalive {
 
 /// `outlierDetection`: passive ejection of endpoints that keep failing.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct Outlier {
     /// `consecutive5xxErrors` (default 5; 0 turns it off).
     pub consecutive_5xx: u32,
@@ -388,7 +385,6 @@ pub fn keepalive(e: &Effective) -> Option<Keepalive> {
 
 /// The HTTP side of `connectionPool.http` that shapes upstream connections.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct HttpPool {
     /// `idleTimeout`: a pooled upstream connection idle this long is closed (default 1 h).
     #[serde(serialize_with = "ser_duration")]
