@@ -20,6 +20,10 @@ use std::time::Duration;
 /// `minimumRingSize` over the endpoints instead, which moves some others too).
 const RING_POINTS_PER_WEIGHT: u64 = 1024;
 
+/// The most points that rule gives a ring (16 MiB); beyond it (weights summing over
+/// 1,024) points are spread as Envoy does. A larger `minimumRingSize` is honoured.
+const RING_POINTS_MAX: u64 = 1 << 20;
+
 /// A cluster's endpoints as the balancer sees them, with the tables its policy needs.
 /// Replaced whole when the endpoints change (a DNS refresh).
 #[derive(Debug)]
@@ -58,7 +62,8 @@ impl EndpointSet {
             LbPolicy::ConsistentHash { table, .. } if !endpoints.is_empty() => match table {
                 HashTable::RingHash { minimum_ring_size } => {
                     let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
-                    let size = (*minimum_ring_size).max(total * RING_POINTS_PER_WEIGHT);
+                    let size = (*minimum_ring_size)
+                        .max((total * RING_POINTS_PER_WEIGHT).min(RING_POINTS_MAX));
                     Table::Ring(hash::RingHash::new(&named, size as usize))
                 }
                 HashTable::Maglev { table_size } => {
