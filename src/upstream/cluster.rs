@@ -121,8 +121,18 @@ impl ClusterState {
         }
         if let Some(policy) = &self.spec.policy.outlier_detection {
             let set = self.endpoints.load();
-            if outlier::record(policy, ep, &set.endpoints, outcome, now_ms()) {
+            let all = set.endpoints.iter().map(|e| &e.outlier);
+            let now = now_ms();
+            if outlier::record(policy, &ep.outlier, all, outcome, now) {
                 self.stats.ejections.fetch_add(1, Ordering::Relaxed);
+                let until = ep.outlier.ejected_until(now).unwrap_or(now);
+                log::info!(
+                    "{}: outlier detection: {} ejected for {} ms (ejection {})",
+                    self.name(),
+                    ep.address,
+                    until - now,
+                    ep.outlier.ejections()
+                );
             }
         }
     }

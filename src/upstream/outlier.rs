@@ -4,10 +4,8 @@
 //! attempt ends; no timer thread: an ejection ends when a pick finds its time is up, and
 //! the ejection multiplier decays by one per `interval` spent un-ejected (Envoy's sweep).
 
-use super::endpoint::EndpointState;
 use crate::snapshot::cluster::Outlier;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Envoy's default `max_ejection_time` (Istio does not set it).
@@ -74,16 +72,13 @@ impl HostOutlier {
     }
 }
 
-/// Counts `outcome` for endpoint `ep` of a cluster whose endpoints are `all`; ejects it
-/// when a threshold is reached and `maxEjectionPercent` allows. True: ejected now.
-pub fn record(
-    policy: &Outlier,
-    ep: &EndpointState,
-    all: &[Arc<EndpointState>],
-    outcome: Outcome,
-    now: u64,
-) -> bool {
-    let h = &ep.outlier;
+/// Counts `outcome` for the endpoint whose counters are `h`, of a cluster whose
+/// endpoints' counters `all` yields; ejects it when a threshold is reached and
+/// `maxEjectionPercent` allows. True: ejected now.
+pub fn record<'a, I>(policy: &Outlier, h: &HostOutlier, all: I, outcome: Outcome, now: u64) -> bool
+where
+    I: ExactSizeIterator<Item = &'a HostOutlier>,
+{
     let bump = |c: &AtomicU32, threshold: u32| -> bool {
         let n = c.fetch_add(1, Ordering::Relaxed) + 1;
         threshold > 0 && n >= threshold
@@ -105,7 +100,7 @@ pub fn record(
             if policy.split_external_local_origin_errors =>
         {
             if bump(&h.consecutive_local, policy.consecutive_local_origin) {
-                return eject(policy, ep, all, now);
+                return eject(policy, h, all, now);
             }
             return false;
         }
@@ -126,18 +121,20 @@ pub fn record(
     } else {
         reset(&h.consecutive_gateway);
     }
-    trip && eject(policy, ep, all, now)
+    trip && eject(policy, h, all, now)
 }
 
-/// Ejects `ep` unless it is ejected already or `maxEjectionPercent` of `all` are (one
+/// Ejects `h` unless it is ejected already or `maxEjectionPercent` of `all` are (one
 /// endpoint may always be ejected, as in Envoy).
-fn eject(policy: &Outlier, ep: &EndpointState, all: &[Arc<EndpointState>], now: u64) -> bool {
-    let h = &ep.outlier;
+fn eject<'a, I>(policy: &Outlier, h: &HostOutlier, all: I, now: u64) -> bool
+where
+    I: ExactSizeIterator<Item = &'a HostOutlier>,
+{
     if h.is_ejected(now) {
         return false;
     }
-    let ejected = all.iter().filter(|e| e.outlier.is_ejected(now)).count() as u64;
     let total = all.len().max(1) as u64;
+    let ejected = all.filter(|e| e.is_ejected(now)).count() as u64;
     if ejected > 0 && (ejected + 1) * 100 > u64::from(policy.max_ejection_percent) * total {
         return false;
     }
@@ -162,11 +159,6 @@ fn eject(policy: &Outlier, ep: &EndpointState, all: &[Arc<EndpointState>], now: 
     h.consecutive_5xx.store(0, Ordering::Relaxed);
     h.consecutive_gateway.store(0, Ordering::Relaxed);
     h.consecutive_local.store(0, Ordering::Relaxed);
-    log::info!(
-        "outlier detection: {} ejected for {} ms (ejection {times})",
-        ep.address,
-        length.as_millis()
-    );
     true
 }
 
@@ -176,16 +168,12 @@ mod tests {
     use crate::config::model::OutlierDetection;
     use crate::snapshot::cluster::policy;
 
-    fn eps(n: u16) -> Vec<Arc<EndpointState>> {
-        (0..n)
-            .map(|i| {
-                Arc::new(EndpointState::new(
-                    std::net::SocketAddr::from(([127, 0, 0, 1], 1000 + i)),
-                    1,
-                    0,
-                ))
-            })
-            .collect()
+    fn eps(n: u16) -> Vec<HostOutlier> {
+        (0..n).map(|_| HostOutlier::default()).collect()
+    }
+
+    fn record(p: &Outlier, h: &HostOutlier, all: &[HostOutlier], o: Outcome, now: u64) -> bool {
+        super::record(p, h, all.iter(), o, now)
     }
 
     fn policy(yaml: &str) -> Outlier {
@@ -204,18 +192,15 @@ mod tests {
         assert!(!record(&p, e, &all, Outcome::Status(500), 10));
         assert!(!record(&p, e, &all, Outcome::Status(503), 10));
         assert!(record(&p, e, &all, Outcome::Status(500), 10));
-        assert!(e.outlier.is_ejected(10));
-        assert!(e.outlier.is_ejected(1009));
-        assert!(
-            !e.outlier.is_ejected(1010),
-            "returned after baseEjectionTime"
-        );
+        assert!(e.is_ejected(10));
+        assert!(e.is_ejected(1009));
+        assert!(!e.is_ejected(1010), "returned after baseEjectionTime");
         // Ejected again at once: twice as long (the multiplier has not decayed).
         for _ in 0..3 {
             record(&p, e, &all, Outcome::Status(500), 1100);
         }
-        assert_eq!(e.outlier.ejected_until(1100), Some(3100));
-        assert_eq!(e.outlier.ejections(), 2);
+        assert_eq!(e.ejected_until(1100), Some(3100));
+        assert_eq!(e.ejections(), 2);
     }
 
     #[test]
@@ -257,12 +242,12 @@ mod tests {
         let all = eps(1);
         let e = &all[0];
         assert!(record(&p, e, &all, Outcome::Status(500), 1));
-        assert!(!e.outlier.is_ejected(1001));
+        assert!(!e.is_ejected(1001));
         assert!(record(&p, e, &all, Outcome::Status(500), 1001));
-        assert_eq!(e.outlier.ejections(), 2);
+        assert_eq!(e.ejections(), 2);
         // Returned at 3001; 5 intervals later the multiplier is back to 0: 1 s again.
-        assert!(!e.outlier.is_ejected(3001));
+        assert!(!e.is_ejected(3001));
         assert!(record(&p, e, &all, Outcome::Status(500), 8001));
-        assert_eq!(e.outlier.ejected_until(8001), Some(9001));
+        assert_eq!(e.ejected_until(8001), Some(9001));
     }
 }

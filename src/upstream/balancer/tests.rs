@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::snapshot::cluster::{policy, ClusterPolicy, HashKey, Outlier};
+use crate::upstream::outlier::Outcome;
 
 fn eps(weights: &[u32]) -> Vec<Arc<EndpointState>> {
     weights
@@ -146,21 +147,13 @@ fn ejected_endpoints_get_nothing_unless_too_few_are_healthy() {
         max_ejection_percent: 100,
         ..o(0)
     };
-    assert!(crate::upstream::outlier::record(
-        &od,
-        &all[0],
-        &all,
-        crate::upstream::outlier::Outcome::Status(500),
-        1
-    ));
+    let eject = |i: usize| {
+        let others = all.iter().map(|e| &e.outlier);
+        crate::upstream::outlier::record(&od, &all[i].outlier, others, Outcome::Status(500), 1)
+    };
+    assert!(eject(0));
     assert!(picks(&set, &p, 10, &[]).iter().all(|i| *i == 1));
-    assert!(crate::upstream::outlier::record(
-        &od,
-        &all[1],
-        &all,
-        crate::upstream::outlier::Outcome::Status(500),
-        1
-    ));
+    assert!(eject(1));
     let pos = Position::default();
     assert!(
         pick(&set, &p, &pos, Request::default(), 1).is_none(),
