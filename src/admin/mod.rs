@@ -171,6 +171,7 @@ fn route_table(t: &RouteTable) -> Value {
                             "direct_response": {"status": status, "body_bytes": body.len()}
                         }),
                         RouteAction::Redirect(r) => json!({"redirect": {"code": r.code}}),
+                        RouteAction::BlackHole => json!({"black_hole": "BlackHoleCluster"}),
                     },
                 })).collect::<Vec<_>>(),
             })
@@ -227,6 +228,7 @@ pub fn config_dump(s: &Snapshot) -> Value {
                                     cv["passthrough"] = l4_routes(std::slice::from_ref(r));
                                 }
                                 ChainAction::AutoPassthrough => cv["auto_passthrough"] = json!(true),
+                                ChainAction::Egress => cv["egress"] = json!(true),
                             }
                             cv
                         })

@@ -112,10 +112,7 @@ const WORKLOAD_ENTRY: &[Rule] = &[
     ("spec.serviceAccount", "workload identities are not used"),
 ];
 
-const MESH_CONFIG: &[Rule] = &[(
-    "spec.outboundTrafficPolicy",
-    "the egress role is not served yet",
-)];
+const MESH_CONFIG: &[Rule] = &[];
 
 /// Every unsupported field the document uses, as (concrete path, reason).
 pub fn find(kind: Kind, doc: &Value) -> Vec<(String, &'static str)> {

@@ -65,6 +65,8 @@ pub struct RequestContext {
     /// The current try is its upstream connection's last (`maxRequestsPerConnection`,
     /// `maxConnectionDuration`): it carries `Connection: close`.
     pub close_upstream: bool,
+    /// A dynamic cluster's address for this request (egress: the Host resolved now).
+    pub dynamic: Option<SocketAddr>,
 }
 
 impl Default for RequestContext {
@@ -92,6 +94,7 @@ impl Default for RequestContext {
             endpoint: None,
             retry_slot: None,
             close_upstream: false,
+            dynamic: None,
         }
     }
 }

@@ -27,13 +27,13 @@ mod sanitize;
 use routing::{authority_of, has_body};
 
 use crate::rng::Rng;
-use crate::snapshot::cluster::LbPolicy;
+use crate::snapshot::cluster::{Discovery, LbPolicy};
 use crate::snapshot::route_table::RouteAction;
 use crate::telemetry::Telemetry;
 use crate::tls::connection as tls_connection;
 use crate::upstream::balancer::Request;
 use crate::upstream::cluster::ClusterState;
-use crate::upstream::endpoint::InFlight;
+use crate::upstream::endpoint::{EndpointState, InFlight};
 use crate::upstream::outlier::Outcome as Attempt;
 use crate::upstream::{connect, connection};
 use crate::upstream::{Generation, Registry};
@@ -227,6 +227,13 @@ impl ProxyHttp for GatewayProxy {
                 local_reply(session, *status, body).await?;
                 return Ok(true);
             }
+            RouteAction::BlackHole => {
+                // Egress under REGISTRY_ONLY: Envoy's BlackHoleCluster.
+                ctx.flags.insert(ResponseFlags::NR);
+                ctx.details = Some("egress_refused_unregistered");
+                local_reply(session, 502, b"").await?;
+                return Ok(true);
+            }
             RouteAction::Forward(_) => {}
         }
         rewrite::apply(session.req_header_mut(), &route, ctx.destination, new_path)?;
@@ -245,7 +252,24 @@ impl ProxyHttp for GatewayProxy {
             local_reply(session, 503, b"").await?;
             return Ok(true);
         };
-        if cluster.endpoints().is_empty() {
+        if cluster.spec.discovery == Discovery::Dynamic {
+            // Egress to a wildcard ServiceEntry or the PassthroughCluster: the Host itself.
+            let name = crate::config::host::authority_host(authority_of(session.req_header()));
+            let port = match cluster.spec.target_port {
+                0 => local.port(),
+                p => p,
+            };
+            match self.registry.resolver.resolve(name, port).await {
+                Ok(addrs) => ctx.dynamic = Some(addrs[0]),
+                Err(e) => {
+                    log::info!("{}: cannot resolve {name}: {e}", cluster.name());
+                    ctx.flags.insert(ResponseFlags::UH);
+                    ctx.details = Some("dns_resolution_failure");
+                    local_reply(session, 503, BODY_NO_HEALTHY_UPSTREAM.as_bytes()).await?;
+                    return Ok(true);
+                }
+            }
+        } else if cluster.endpoints().is_empty() {
             ctx.flags.insert(ResponseFlags::UH);
             local_reply(session, 503, BODY_NO_HEALTHY_UPSTREAM.as_bytes()).await?;
             return Ok(true);
@@ -377,11 +401,14 @@ impl ProxyHttp for GatewayProxy {
             ctx.flags.insert(ResponseFlags::UF);
             return Err(Error::explain(ErrorType::ConnectError, why.to_string()));
         }
-        let picked = cluster.pick(Request {
-            hash: ctx.hash.hash,
-            tried: &ctx.retry.tried,
-            random: self.rng.random(),
-        });
+        let picked = match ctx.dynamic {
+            Some(a) => Some(Arc::new(EndpointState::new(a, 1, 0))),
+            None => cluster.pick(Request {
+                hash: ctx.hash.hash,
+                tried: &ctx.retry.tried,
+                random: self.rng.random(),
+            }),
+        };
         let Some(ep) = picked else {
             // Every endpoint ejected (outlier detection): Envoy's "no healthy upstream".
             ctx.flags.insert(ResponseFlags::UH);

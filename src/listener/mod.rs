@@ -4,6 +4,7 @@
 //! port is spliced to its route's destination.
 
 pub mod accept;
+mod egress;
 mod http1;
 mod limits;
 mod replay;
@@ -17,7 +18,7 @@ use crate::telemetry::Telemetry;
 use crate::tls::client_hello::{self, ClientHello, Parse};
 use crate::tls::connection::{self as tls_connection, TlsConnection};
 use crate::tls::peer_identity::PeerIdentity;
-use crate::upstream::Generation;
+use crate::upstream::{Generation, Registry};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::{HttpServerApp, ServerApp};
@@ -38,6 +39,8 @@ pub struct ListenerApp<H> {
     active: Arc<ArcSwap<Generation>>,
     http: Arc<H>,
     telemetry: Arc<Telemetry>,
+    /// Resolves the names egress connections ask for.
+    registry: Arc<Registry>,
     rng: Rng,
     connections: limits::Connections,
     /// `maxConnections` when MeshConfig leaves it out (from the descriptor limit).
@@ -75,6 +78,7 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
         active: Arc<ArcSwap<Generation>>,
         http: H,
         telemetry: Arc<Telemetry>,
+        registry: Arc<Registry>,
         listeners: impl IntoIterator<Item = SocketAddr>,
     ) -> Self {
         let default_max_connections = limits::default_max_connections();
@@ -83,6 +87,7 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
             active,
             http: Arc::new(http),
             telemetry,
+            registry,
             rng: Rng::new(),
             connections: limits::Connections::default(),
             default_max_connections,
@@ -198,6 +203,11 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
             SniTarget::Auto(cluster) => {
                 let id = active.snapshot.cluster_id(&cluster);
                 self.forward_to(stream, id, &active, &conn).await;
+                None
+            }
+            SniTarget::Egress => {
+                let sni = hello.sni.as_deref().unwrap_or("");
+                self.egress(stream, sni, local.port(), &active, &conn).await;
                 None
             }
             SniTarget::Terminate(chain) => {

@@ -166,6 +166,7 @@ pub fn serve(
         shared.clone(),
         http,
         telemetry.clone(),
+        registry.clone(),
         addresses.iter().copied(),
     ));
     let (connections_shutdown, connections_watch) = watch::channel(false);

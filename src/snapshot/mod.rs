@@ -5,6 +5,7 @@
 mod build;
 pub mod cluster;
 pub mod delegate;
+pub mod egress;
 pub mod explain;
 pub mod host_index;
 pub mod l4_route;
@@ -41,6 +42,9 @@ pub struct Listener {
     /// `Gateway ns/name servers[i]` that this listener serves.
     pub servers: Vec<String>,
     pub protocol: Protocol,
+    /// Served for an egress Gateway (selector `istio: egressgateway`): names no route
+    /// takes go by the ServiceEntry registry and `outboundTrafficPolicy`.
+    pub egress: bool,
 }
 
 impl Listener {
@@ -72,6 +76,12 @@ pub struct Snapshot {
     pub downstream: settings::DownstreamSettings,
     /// Things the snapshot leaves out, said once at load (servers taken out, rules skipped).
     pub notes: Vec<String>,
+    /// The egress role's registry of outbound names (empty without egress listeners).
+    pub egress: egress::EgressRegistry,
+    /// Envoy's PassthroughCluster (egress, ALLOW_ANY): to the name asked for.
+    pub passthrough: Option<ClusterId>,
+    /// MeshConfig `hostAliases`.
+    pub host_aliases: Arc<cluster::HostAliases>,
 }
 
 impl Snapshot {

@@ -17,6 +17,9 @@ pub enum RouteAction {
     DirectResponse { status: u16, body: Vec<u8> },
     /// `redirect`: a 3xx at the gateway.
     Redirect(Redirect),
+    /// Egress, REGISTRY_ONLY: a Host no ServiceEntry registers (Envoy's BlackHoleCluster:
+    /// 502, NR).
+    BlackHole,
 }
 
 #[derive(Debug)]

@@ -29,6 +29,9 @@ pub enum ChainAction {
     Passthrough(Arc<L4Route>),
     /// AUTO_PASSTHROUGH: the SNI names the cluster.
     AutoPassthrough,
+    /// Egress PASSTHROUGH server: an SNI within its hosts that no `tls` route takes goes
+    /// by the ServiceEntry registry and the outbound mode.
+    Egress,
 }
 
 #[derive(Debug)]
@@ -47,6 +50,8 @@ pub enum SniTarget<'a> {
     Passthrough(&'a Arc<L4Route>),
     /// AUTO_PASSTHROUGH to this cluster name.
     Auto(String),
+    /// The egress registry decides (the SNI is within an egress server's hosts).
+    Egress,
 }
 
 #[derive(Debug, Default)]
@@ -112,6 +117,13 @@ impl SniRouter {
                     _ => {}
                 }
             }
+            let egress = self
+                .index
+                .candidates(sni)
+                .any(|i| matches!(self.chains[i].action, ChainAction::Egress));
+            if egress {
+                return Some(SniTarget::Egress);
+            }
         }
         self.default_chain
             .map(|i| SniTarget::Terminate(&self.chains[i]))
@@ -159,6 +171,7 @@ mod tests {
             Some(SniTarget::Terminate(c)) => c.name.to_string(),
             Some(SniTarget::Passthrough(r)) => r.name.to_string(),
             Some(SniTarget::Auto(c)) => c,
+            Some(SniTarget::Egress) => "egress".into(),
         }
     }
 

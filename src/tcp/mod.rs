@@ -25,12 +25,45 @@ pub struct Downstream<'a> {
     pub sni: Option<&'a str>,
 }
 
+/// Where in a cluster a connection goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Via {
+    /// An endpoint the cluster's balancer picks.
+    Balanced,
+    /// This address, resolved just now from the name the client asked for (egress).
+    Address(SocketAddr),
+}
+
 /// Connects to an endpoint of `cluster` and splices `downstream` to it; `dest` is the
 /// cluster's metric series.
 pub async fn forward<S>(
     downstream: S,
     conn: &Downstream<'_>,
     cluster: &ClusterState,
+    dest: &Destination,
+    telemetry: &Telemetry,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    forward_via(
+        downstream,
+        conn,
+        cluster,
+        Via::Balanced,
+        None,
+        dest,
+        telemetry,
+    )
+    .await
+}
+
+/// [`forward`] to `via`, its access-log line carrying `details` (the egress decision).
+pub async fn forward_via<S>(
+    downstream: S,
+    conn: &Downstream<'_>,
+    cluster: &ClusterState,
+    via: Via,
+    details: Option<&'static str>,
     dest: &Destination,
     telemetry: &Telemetry,
 ) where
@@ -50,7 +83,11 @@ pub async fn forward<S>(
             .map(|a| hash_bytes(a.ip().to_string().as_bytes())),
         _ => None,
     };
-    let (received, sent) = match connect::tcp(cluster, hash, crate::rng::random()).await {
+    let connected = match via {
+        Via::Balanced => connect::tcp(cluster, hash, crate::rng::random()).await,
+        Via::Address(a) => connect::tcp_to(cluster, a).await,
+    };
+    let (received, sent) = match connected {
         Ok(upstream) => {
             upstream_host = upstream.stream.peer_addr().ok();
             upstream_local = upstream.stream.local_addr().ok();
@@ -80,16 +117,29 @@ pub async fn forward<S>(
     e.upstream_host = upstream_host;
     e.upstream_local_address = upstream_local;
     e.upstream_cluster = Some(cluster.name());
+    e.response_code_details = details;
+    telemetry.tcp_closed(dest, &e);
+}
+
+/// A connection refused before any upstream: counted and logged against the unknown
+/// destination with `flags` and `details` (egress: an unregistered name, NR).
+pub fn refused(
+    conn: &Downstream<'_>,
+    flags: ResponseFlags,
+    details: Option<&'static str>,
+    telemetry: &Telemetry,
+) {
+    let dest = telemetry.unknown();
+    telemetry.tcp_opened(dest);
+    let mut e = exchange(conn, Instant::now());
+    e.flags = flags;
+    e.response_code_details = details;
     telemetry.tcp_closed(dest, &e);
 }
 
 /// A connection whose route names no cluster (Envoy's NC): closed, counted and logged.
 pub fn no_cluster(conn: &Downstream<'_>, telemetry: &Telemetry) {
-    let dest = telemetry.unknown();
-    telemetry.tcp_opened(dest);
-    let mut e = exchange(conn, Instant::now());
-    e.flags = ResponseFlags::NC;
-    telemetry.tcp_closed(dest, &e);
+    refused(conn, ResponseFlags::NC, None, telemetry);
 }
 
 fn exchange<'a>(conn: &Downstream<'a>, started: Instant) -> Exchange<'a> {

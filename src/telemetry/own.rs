@@ -42,6 +42,7 @@ pub struct OwnMetrics {
     tls_failures: IntCounterVec,
     pub access_log_dropped: IntCounter,
     certificate_expiry: IntGaugeVec,
+    egress: IntCounterVec,
 }
 
 impl Default for OwnMetrics {
@@ -112,8 +113,17 @@ impl OwnMetrics {
             &["certificate"],
         )
         .expect("valid metric");
+        let egress = IntCounterVec::new(
+            Opts::new(
+                "meshgate_egress_connections_total",
+                "Egress decisions on connections (SNI, CONNECT) by decision (allowed, passthrough, refused) and ServiceEntry (`unregistered` for every name none registers).",
+            ),
+            &["decision", "service_entry"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(build) as Box<dyn prometheus::core::Collector>,
+            Box::new(egress.clone()),
             Box::new(config_generation.clone()),
             Box::new(config_loaded.clone()),
             Box::new(reloads.clone()),
@@ -142,7 +152,16 @@ impl OwnMetrics {
             tls_failures,
             access_log_dropped,
             certificate_expiry,
+            egress,
         }
+    }
+
+    /// An egress decision on a connection: `decision` is `allowed`, `passthrough` or
+    /// `refused`; `service_entry` a ServiceEntry's `ns/name` or `unregistered`.
+    pub fn egress(&self, decision: &str, service_entry: &str) {
+        self.egress
+            .with_label_values(&[decision, service_entry])
+            .inc();
     }
 
     /// A configuration of `generation` started serving now.

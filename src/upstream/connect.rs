@@ -16,6 +16,7 @@ use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 
@@ -138,10 +139,7 @@ pub async fn tcp(
     random: u64,
 ) -> Result<TcpUpstream, ConnectError> {
     state.stats.requests.fetch_add(1, Ordering::Relaxed);
-    let slot = state.breaker.connection().map_err(|_| {
-        state.stats.overflows.fetch_add(1, Ordering::Relaxed);
-        ConnectError::Overflow
-    })?;
+    let slot = connection_slot(state)?;
     let ep = state
         .pick(Request {
             hash,
@@ -149,6 +147,30 @@ pub async fn tcp(
             random,
         })
         .ok_or(ConnectError::NoEndpoint)?;
+    connect_endpoint(state, ep, slot).await
+}
+
+/// A TCP connection for cluster `state` to an address resolved just now (egress: a
+/// wildcard ServiceEntry's or the PassthroughCluster's name), else as [`tcp`].
+pub async fn tcp_to(state: &ClusterState, addr: SocketAddr) -> Result<TcpUpstream, ConnectError> {
+    state.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let slot = connection_slot(state)?;
+    connect_endpoint(state, Arc::new(EndpointState::new(addr, 1, 0)), slot).await
+}
+
+/// A slot under the cluster's `maxConnections` (UO when full).
+fn connection_slot(state: &ClusterState) -> Result<Option<ConnectionSlot>, ConnectError> {
+    state.breaker.connection().map_err(|_| {
+        state.stats.overflows.fetch_add(1, Ordering::Relaxed);
+        ConnectError::Overflow
+    })
+}
+
+async fn connect_endpoint(
+    state: &ClusterState,
+    ep: Arc<EndpointState>,
+    slot: Option<ConnectionSlot>,
+) -> Result<TcpUpstream, ConnectError> {
     let addr = ep.address;
     let endpoint = InFlight::new(ep);
     state.stats.connects.fetch_add(1, Ordering::Relaxed);

@@ -7,10 +7,73 @@
 
 use super::cluster::ClusterState;
 use super::endpoint::now_ms;
-use crate::snapshot::cluster::resolve;
+use crate::snapshot::cluster::{resolve_with, HostAliases};
+use arc_swap::ArcSwap;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
+
+/// How long a name resolved on demand (dynamic forward) is remembered.
+const DYNAMIC_TTL: Duration = Duration::from_secs(30);
+
+/// The most names remembered; beyond it the cache starts again (bounded memory whatever
+/// names clients ask for).
+const DYNAMIC_NAMES: usize = 4096;
+
+/// Names resolved when a connection or request asks for them (egress to a wildcard
+/// ServiceEntry, the PassthroughCluster, CONNECT): MeshConfig `hostAliases` first, then
+/// the system resolver on Tokio's blocking pool; answers are kept `DYNAMIC_TTL`. The lock
+/// is taken on this egress path only, never on a routed request's.
+#[derive(Default)]
+pub struct Resolver {
+    aliases: ArcSwap<HostAliases>,
+    cache: Mutex<HashMap<String, (Vec<SocketAddr>, Instant)>>,
+}
+
+impl Resolver {
+    /// MeshConfig `hostAliases` of the serving generation.
+    pub fn set_aliases(&self, aliases: Arc<HostAliases>) {
+        self.aliases.store(aliases);
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    pub fn aliases(&self) -> Arc<HostAliases> {
+        self.aliases.load_full()
+    }
+
+    /// The addresses of `name:port`; an error when it does not resolve.
+    pub async fn resolve(&self, name: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        let key = format!("{}:{port}", name.to_ascii_lowercase());
+        if let Some((addrs, at)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            if at.elapsed() < DYNAMIC_TTL {
+                return Ok(addrs.clone());
+            }
+        }
+        let aliases = self.aliases();
+        let owned = name.to_string();
+        let addrs = tokio::task::spawn_blocking(move || resolve_with(&aliases, &owned, port))
+            .await
+            .map_err(std::io::Error::other)??;
+        if addrs.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{name} has no address"),
+            ));
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= DYNAMIC_NAMES {
+            cache.clear();
+        }
+        cache.insert(key, (addrs.clone(), Instant::now()));
+        Ok(addrs)
+    }
+}
 
 /// How often the thread looks for a cluster due for a refresh.
 const TICK: Duration = Duration::from_millis(500);
@@ -19,12 +82,15 @@ const TICK: Duration = Duration::from_millis(500);
 pub struct Refresher {
     watched: Arc<Mutex<Vec<Weak<ClusterState>>>>,
     started: OnceLock<()>,
+    /// MeshConfig `hostAliases`, shared with the refresh thread.
+    aliases: Arc<ArcSwap<HostAliases>>,
 }
 
 impl Refresher {
     /// From now on, refreshes the DNS clusters among `clusters` (those of the serving
     /// generation); the thread starts with the first DNS cluster.
-    pub fn watch(&self, clusters: &[Arc<ClusterState>]) {
+    pub fn watch(&self, clusters: &[Arc<ClusterState>], aliases: Arc<HostAliases>) {
+        self.aliases.store(aliases);
         let dns: Vec<Weak<ClusterState>> = clusters
             .iter()
             .filter(|c| !c.spec.dns.is_empty())
@@ -34,10 +100,11 @@ impl Refresher {
         *self.watched.lock().unwrap_or_else(|p| p.into_inner()) = dns;
         if any {
             let watched = self.watched.clone();
+            let aliases = self.aliases.clone();
             self.started.get_or_init(|| {
                 let spawned = std::thread::Builder::new()
                     .name("meshgate-dns".into())
-                    .spawn(move || run(watched));
+                    .spawn(move || run(watched, aliases));
                 if let Err(e) = spawned {
                     log::error!("DNS refresh thread: {e}; DNS names stay as first resolved");
                 }
@@ -46,7 +113,7 @@ impl Refresher {
     }
 }
 
-fn run(watched: Arc<Mutex<Vec<Weak<ClusterState>>>>) {
+fn run(watched: Arc<Mutex<Vec<Weak<ClusterState>>>>, aliases: Arc<ArcSwap<HostAliases>>) {
     // When each cluster state (by pool key) was last refreshed.
     let mut last: HashMap<u64, Instant> = HashMap::new();
     loop {
@@ -62,7 +129,7 @@ fn run(watched: Arc<Mutex<Vec<Weak<ClusterState>>>>) {
             // A state's first refresh waits one period: the snapshot resolved it just now.
             let at = *last.entry(c.pool_key).or_insert_with(Instant::now);
             if at.elapsed() >= c.spec.dns_refresh_rate {
-                refresh(&c);
+                refresh(&c, &aliases.load());
                 last.insert(c.pool_key, Instant::now());
             }
         }
@@ -70,10 +137,10 @@ fn run(watched: Arc<Mutex<Vec<Weak<ClusterState>>>>) {
 }
 
 /// Resolves `c`'s names now and serves the answer if it changed.
-pub fn refresh(c: &ClusterState) {
+pub fn refresh(c: &ClusterState, aliases: &HostAliases) {
     let mut endpoints = Vec::new();
     for t in &c.spec.dns {
-        match resolve(&t.name, t.port) {
+        match resolve_with(aliases, &t.name, t.port) {
             Ok(addrs) if !addrs.is_empty() => {
                 endpoints.extend(t.endpoints(&addrs, &c.spec.discovery))
             }

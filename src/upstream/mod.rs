@@ -55,6 +55,8 @@ pub struct Registry {
     pub http_client: connect::HttpClient,
     /// Re-resolves the names of DNS clusters in the background.
     pub dns: dns::Refresher,
+    /// Resolves names on demand (egress: wildcard ServiceEntries, PassthroughCluster).
+    pub resolver: dns::Resolver,
 }
 
 /// The endpoint states of `endpoints` for a cluster: those `known` has (same cluster
@@ -108,7 +110,8 @@ impl Registry {
             .collect();
         drop(known);
         *current = next;
-        self.dns.watch(&clusters);
+        self.dns.watch(&clusters, snapshot.host_aliases.clone());
+        self.resolver.set_aliases(snapshot.host_aliases.clone());
         Generation { snapshot, clusters }
     }
 }

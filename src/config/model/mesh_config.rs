@@ -28,6 +28,11 @@ pub struct MeshConfigSpec {
     /// ServiceEntries are resolved again, in the background; default 60 s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_refresh_rate: Option<String>,
+    /// Names meshgate resolves itself before asking the system resolver, in Kubernetes'
+    /// `hostAliases` shape: pins an upstream's address, and lets tests play external
+    /// hosts on loopback.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_aliases: Vec<HostAlias>,
     /// This instance's labels, matched against `Gateway.spec.selector`.
     #[serde(default, skip_serializing_if = "OrderedMap::is_empty")]
     pub labels: OrderedMap<String>,
@@ -80,6 +85,15 @@ pub struct MeshConfigSpec {
     /// Envoy's `headers_with_underscores_action` (Istio gateways: ALLOW).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers_with_underscores_action: Option<HeadersWithUnderscoresAction>,
+}
+
+/// One `hostAliases` entry: `hostnames` resolve to `ip`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct HostAlias {
+    #[serde(default)]
+    pub ip: String,
+    #[serde(default)]
+    pub hostnames: Vec<String>,
 }
 
 /// Istio `MeshConfig.ProxyPathNormalization`.

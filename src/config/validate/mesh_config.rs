@@ -31,6 +31,17 @@ pub fn validate(mc: &MeshConfigSpec, f: &mut Findings) {
         }
     }
     rules::labels("spec.labels", &mc.labels, f);
+    for (i, a) in mc.host_aliases.iter().enumerate() {
+        if a.ip.parse::<std::net::IpAddr>().is_err() {
+            f.error(
+                format!("spec.hostAliases[{i}].ip"),
+                format!("{:?} is not an IP address", a.ip),
+            );
+        }
+        if a.hostnames.is_empty() {
+            f.error(format!("spec.hostAliases[{i}].hostnames"), "names no host");
+        }
+    }
     for (field, v) in [
         ("requestHeadersTimeout", &mc.request_headers_timeout),
         ("idleTimeout", &mc.idle_timeout),

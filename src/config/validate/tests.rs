@@ -723,13 +723,21 @@ fn mesh_config() {
         "  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n  accessLogFile: /dev/stdout",
     ));
     assert!(
-        w.iter()
-            .any(|l| l.starts_with("spec.outboundTrafficPolicy: not supported by meshgate")),
-        "{w:?}"
+        !w.iter()
+            .any(|l| l.contains("accessLog") || l.contains("outboundTrafficPolicy")),
+        "the access log is written and the outbound policy served: {w:?}"
+    );
+    let e = errors(&mc(
+        "  hostAliases: [{ip: 10.0.0.300, hostnames: [a.example]}, {ip: 127.0.0.1, hostnames: []}]",
+    ));
+    assert!(
+        e.iter().any(|l| l.starts_with("spec.hostAliases[0].ip")),
+        "{e:?}"
     );
     assert!(
-        !w.iter().any(|l| l.contains("accessLog")),
-        "the access log is written: {w:?}"
+        e.iter()
+            .any(|l| l.starts_with("spec.hostAliases[1].hostnames")),
+        "{e:?}"
     );
     let w = warnings(&mc("  adminAddress: 0.0.0.0:15000"));
     assert!(

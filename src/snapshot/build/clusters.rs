@@ -98,6 +98,7 @@ pub(super) fn ensure_cluster(
     let (endpoints, discovery, dns) = cluster::endpoints(c, ser, se, &fqdn, port, &subset_labels);
     let mut cluster = ClusterSpec::new(name.clone(), endpoints);
     cluster.discovery = discovery;
+    cluster.target_port = port.target_port.unwrap_or(port.number) as u16;
     cluster.dns = dns;
     cluster.dns_refresh_rate =
         mesh_duration(c, |m| m.dns_refresh_rate.as_deref()).unwrap_or(cluster::DNS_REFRESH_RATE);

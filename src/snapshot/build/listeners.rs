@@ -101,6 +101,7 @@ pub fn compile(c: &Config, labels: &[(String, String)]) -> Snapshot {
 fn compile_listeners(c: &Config, labels: &[(String, String)]) -> Snapshot {
     let mut snap = Snapshot {
         downstream: crate::snapshot::settings::DownstreamSettings::from_mesh(c.mesh_config()),
+        host_aliases: Arc::new(crate::snapshot::cluster::host_aliases(c)),
         ..Snapshot::default()
     };
     let default_bind: IpAddr = c
@@ -160,15 +161,27 @@ fn compile_listeners(c: &Config, labels: &[(String, String)]) -> Snapshot {
                 ));
             }
         }
+        let egress_role = kept.iter().any(|((g, _, _), _)| egress::is_egress(g));
+        if egress_role && snap.egress.entries.is_empty() && snap.passthrough.is_none() {
+            egress::registry(c, &mut snap);
+        }
         let protocol = if tls {
-            let chains = kept
+            let mut chains: Vec<FilterChain> = kept
                 .iter()
                 .flat_map(|(gs, k)| filter_chains(c, *gs, *k, &mut snap))
                 .collect();
+            for (gs, k) in &kept {
+                if *k == ServerKind::Passthrough && egress::is_egress(gs.0) {
+                    chains.push(egress::chain(*gs));
+                }
+            }
             Protocol::Tls(SniRouter::new(chains))
         } else if http {
             let servers: Vec<GatewayServer> = kept.iter().map(|(gs, _)| *gs).collect();
-            Protocol::Http(RouteTable::new(virtual_hosts(c, &servers, &mut snap)))
+            let mut vhosts = virtual_hosts(c, &servers, &mut snap);
+            let extra = egress::virtual_hosts(&servers, &vhosts, &snap);
+            vhosts.extend(extra);
+            Protocol::Http(RouteTable::new(vhosts))
         } else {
             let servers: Vec<GatewayServer> = kept.iter().map(|(gs, _)| *gs).collect();
             Protocol::Tcp(tcp_routes(c, &servers, &mut snap))
@@ -180,6 +193,7 @@ fn compile_listeners(c: &Config, labels: &[(String, String)]) -> Snapshot {
                 .map(|((g, i, _), _)| server_label(g, *i))
                 .collect(),
             protocol,
+            egress: egress_role,
         });
     }
     snap

@@ -3,6 +3,7 @@
 //! TLS passthrough), clusters.
 
 mod clusters;
+mod egress;
 mod l4;
 mod listeners;
 mod routes;

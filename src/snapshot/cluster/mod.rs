@@ -61,6 +61,10 @@ pub enum Discovery {
     StrictDns,
     /// `resolution: DNS_ROUND_ROBIN`: the first address of each name (Envoy's LOGICAL_DNS).
     LogicalDns,
+    /// A wildcard DNS host without endpoints (and the egress PassthroughCluster): the
+    /// name a connection asks for is resolved when it connects (Envoy's dynamic forward
+    /// proxy).
+    Dynamic,
 }
 
 /// A cluster's place in its snapshot: routes name clusters by id, so the request path
@@ -178,6 +182,10 @@ pub struct ClusterSpec {
     /// The names a DNS cluster resolves again while it serves.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dns: Vec<DnsTarget>,
+    /// The port a `Dynamic` cluster's resolved names are connected on: the ServiceEntry
+    /// port's `targetPort`, else its number; 0 (the PassthroughCluster): the port the
+    /// client asked for.
+    pub target_port: u16,
     /// How often `dns` is resolved again (MeshConfig `dnsRefreshRate`, default 60 s).
     #[serde(serialize_with = "policy::ser_duration")]
     pub dns_refresh_rate: Duration,
@@ -231,6 +239,7 @@ impl ClusterSpec {
             endpoints,
             discovery: Discovery::Static,
             dns: Vec::new(),
+            target_port: 0,
             dns_refresh_rate: DNS_REFRESH_RATE,
             policy: ClusterPolicy::default(),
             service: ServiceRef::default(),
@@ -256,12 +265,40 @@ fn labels_match(selector: &OrderedMap<String>, labels: &OrderedMap<String>) -> b
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
-/// Resolves `name:port` now (getaddrinfo: /etc/hosts, then DNS); an IP is itself.
-pub fn resolve(name: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+/// MeshConfig `hostAliases`: a lower-case name → its addresses.
+pub type HostAliases = std::collections::HashMap<String, Vec<std::net::IpAddr>>;
+
+/// The config's `hostAliases`.
+pub fn host_aliases(c: &Config) -> HostAliases {
+    let mut out = HostAliases::new();
+    for a in c.mesh_config().map(|m| &m.host_aliases[..]).unwrap_or(&[]) {
+        let Ok(ip) = a.ip.parse() else { continue };
+        for h in &a.hostnames {
+            out.entry(h.to_ascii_lowercase()).or_default().push(ip);
+        }
+    }
+    out
+}
+
+/// Resolves `name:port` now: an IP is itself, then `aliases`, then the system resolver
+/// (getaddrinfo: /etc/hosts, then DNS).
+pub fn resolve_with(
+    aliases: &HostAliases,
+    name: &str,
+    port: u16,
+) -> std::io::Result<Vec<SocketAddr>> {
     if let Ok(ip) = name.parse::<std::net::IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
+    if let Some(ips) = aliases.get(&name.to_ascii_lowercase()) {
+        return Ok(ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect());
+    }
     Ok((name, port).to_socket_addrs()?.collect())
+}
+
+/// [`resolve_with`] without aliases.
+pub fn resolve(name: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    resolve_with(&HostAliases::new(), name, port)
 }
 
 impl DnsTarget {
@@ -325,6 +362,9 @@ pub fn endpoints(
             return (Vec::new(), Discovery::Static, Vec::new())
         }
     };
+    if workloads.is_empty() && discovery != Discovery::Static && host.starts_with('*') {
+        return (Vec::new(), Discovery::Dynamic, Vec::new());
+    }
     let mut targets = Vec::new();
     if workloads.is_empty() && discovery != Discovery::Static {
         // DNS without endpoints: the host itself.
@@ -353,9 +393,10 @@ pub fn endpoints(
                 .collect(),
         });
     }
+    let aliases = host_aliases(c);
     let mut out = Vec::new();
     for t in &targets {
-        match resolve(&t.name, t.port) {
+        match resolve_with(&aliases, &t.name, t.port) {
             Ok(addrs) => out.extend(t.endpoints(&addrs, &discovery)),
             Err(e) => log::warn!("cannot resolve endpoint {}: {e}; it is left out", t.name),
         }

@@ -131,6 +131,14 @@ pub(super) fn explain_route(
             t.step("result", format!("answered: direct response {status}"));
             return Outcome::Answered;
         }
+        RouteAction::BlackHole => {
+            t.step(
+                "egress",
+                "no ServiceEntry registers this host (REGISTRY_ONLY)",
+            );
+            t.step("result", "answered: 502 (BlackHoleCluster, NR)");
+            return Outcome::Answered;
+        }
         RouteAction::Forward(w) => w,
     };
     if let Some(rw) = &p.rewrite {

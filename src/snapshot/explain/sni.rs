@@ -78,6 +78,35 @@ pub(super) fn explain_tls(
         }
     };
     match target {
+        SniTarget::Egress => {
+            use crate::snapshot::egress::Decision;
+            let port = u32::from(local.port());
+            let what = match snap.egress.decide(sni_str, port) {
+                Decision::Allowed(e) => {
+                    let cluster = e.cluster.and_then(|id| snap.cluster(id));
+                    format!(
+                        "allowed: ServiceEntry {} registers {:?} on port {port}, to {}",
+                        e.service_entry,
+                        e.host,
+                        cluster.map_or("no cluster", |c| &c.name)
+                    )
+                }
+                Decision::Passthrough => {
+                    format!("unregistered, ALLOW_ANY: to {sni_str}:{port} (PassthroughCluster)")
+                }
+                Decision::Refused => {
+                    t.step(
+                        "egress",
+                        format!("{sni_str:?} on port {port} is not registered (REGISTRY_ONLY)"),
+                    );
+                    t.step("result", "connection closed");
+                    return Outcome::Refused;
+                }
+            };
+            t.step("egress", what);
+            t.step("result", "passthrough");
+            Outcome::Routed
+        }
         SniTarget::Auto(cluster) => {
             let server = parse_auto_sni(sni_str).and_then(|(_, _, host)| {
                 router.chains.iter().find(|c| {
