@@ -22,6 +22,15 @@ use tokio::time::Instant;
 /// The client's connection preface of HTTP/2 (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// How serving a connection's requests ended.
+pub enum Served {
+    /// Pingora is done with it (the stream back when it may be reused, else `None`).
+    Done(Option<Stream>),
+    /// A CONNECT request on a CONNECT-proxy listener: its head (and any bytes after it),
+    /// for the egress CONNECT proxy.
+    Connect(Stream, BytesMut),
+}
+
 /// How reading a request head ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Head {
@@ -131,14 +140,16 @@ pub async fn serve<H>(
     accepted: Instant,
     shutdown: &ShutdownWatch,
     telemetry: &Telemetry,
-) -> Option<Stream>
+    connect_proxy: bool,
+) -> Served
 where
     H: HttpServerApp + Send + Sync + 'static,
 {
+    let done = Served::Done;
     let tls = stream.get_ssl_digest().is_some();
     if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
         // HTTP/2 over TLS: Pingora's HTTP/2 server (idle connections end with GOAWAY).
-        return ServerApp::process_new(app, stream, shutdown).await;
+        return done(ServerApp::process_new(app, stream, shutdown).await);
     }
     let h2c = !tls && app.server_options().is_some_and(|o| o.h2c);
     let mut buf = BytesMut::new();
@@ -188,20 +199,23 @@ where
             }
         };
         match head {
-            Head::Closed => return None,
+            Head::Closed => return done(None),
             Head::TimedOut => {
                 report_refused(telemetry, &stream, 408, "request_header_timeout", tls);
                 refuse(stream, "408 Request Timeout").await;
-                return None;
+                return done(None);
             }
             Head::TooLarge => {
                 report_refused(telemetry, &stream, 431, "http1.headers_too_large", tls);
                 refuse(stream, "431 Request Header Fields Too Large").await;
-                return None;
+                return done(None);
             }
             Head::H2Preface => {
                 let replay: Stream = Box::new(Replay::new(stream, buf, Vec::new()));
-                return ServerApp::process_new(app, replay, shutdown).await;
+                return done(ServerApp::process_new(app, replay, shutdown).await);
+            }
+            Head::Complete if connect_proxy && buf.starts_with(b"CONNECT ") => {
+                return Served::Connect(stream, buf);
             }
             Head::Complete => {}
         }
@@ -225,16 +239,24 @@ where
         } else {
             session.set_keepalive(Some(settings.idle_timeout.as_secs().max(1)));
         }
-        let reused = app.process_new_http(session, shutdown).await?;
+        let Some(reused) = app.process_new_http(session, shutdown).await else {
+            return done(None);
+        };
         let (next, settings_next) = reused.consume();
         persistent = settings_next;
         // The stream comes back as the replay wrapper: unwrap it, keeping any bytes the
         // session did not read (the start of the next request).
         if !next.as_any().is::<Replay>() {
-            return None;
+            return done(None);
         }
-        let replay = next.into_any().downcast::<Replay>().ok()?;
-        let (inner, rest, spare) = replay.into_parts()?;
+        let Some((inner, rest, spare)) = next
+            .into_any()
+            .downcast::<Replay>()
+            .ok()
+            .and_then(|r| r.into_parts())
+        else {
+            return done(None);
+        };
         stream = inner;
         buf = rest;
         out = spare;

@@ -4,6 +4,7 @@
 //! port is spliced to its route's destination.
 
 pub mod accept;
+mod connect;
 mod egress;
 mod http1;
 mod limits;
@@ -247,15 +248,20 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
                     Terminated::Http(_) => {
                         let settings = snap.downstream.clone();
                         drop(active);
-                        http1::serve(
+                        let served = http1::serve(
                             &self.http,
                             Box::new(tls_stream),
                             &settings,
                             accepted,
                             shutdown,
                             &self.telemetry,
+                            false,
                         )
-                        .await
+                        .await;
+                        match served {
+                            http1::Served::Done(s) => s,
+                            http1::Served::Connect(..) => None,
+                        }
                     }
                     Terminated::Tcp(routes) => {
                         if let Some(r) = l4_route::select(routes, local) {
@@ -321,16 +327,25 @@ impl<H: HttpServerApp + Send + Sync + 'static> ServerApp for ListenerApp<H> {
         match &listener.protocol {
             Protocol::Http(_) => {
                 let settings = limits.clone();
+                let connect_proxy = listener.connect_proxy;
                 drop(active);
-                http1::serve(
+                let served = http1::serve(
                     &self.http,
                     stream,
                     &settings,
                     accepted,
                     shutdown,
                     &self.telemetry,
+                    connect_proxy,
                 )
-                .await
+                .await;
+                match served {
+                    http1::Served::Done(s) => s,
+                    http1::Served::Connect(stream, head) => {
+                        self.connect(stream, head, local).await;
+                        None
+                    }
+                }
             }
             Protocol::Tls(_) => self.tls(stream, local, active, accepted, shutdown).await,
             Protocol::Tcp(routes) => {

@@ -29,8 +29,8 @@ pub struct Registered {
     pub port: u32,
     /// The cluster (`outbound|PORT||HOST`); `None` when it could not be built.
     pub cluster: Option<ClusterId>,
-    /// A DNS entry without endpoints whose host is a wildcard: the name asked for is
-    /// itself resolved at connect time (Envoy's dynamic forward proxy).
+    /// A `DYNAMIC_DNS` entry (or NONE with a wildcard host and no endpoints): the name
+    /// asked for is itself resolved at connect time (Envoy's dynamic forward proxy).
     pub dynamic: bool,
 }
 

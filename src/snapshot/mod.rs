@@ -45,6 +45,9 @@ pub struct Listener {
     /// Served for an egress Gateway (selector `istio: egressgateway`): names no route
     /// takes go by the ServiceEntry registry and `outboundTrafficPolicy`.
     pub egress: bool,
+    /// An HTTP port whose Gateway carries `meshgate.io/connect-proxy: "true"`: CONNECT
+    /// requests open egress tunnels.
+    pub connect_proxy: bool,
 }
 
 impl Listener {

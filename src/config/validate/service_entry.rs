@@ -169,10 +169,6 @@ pub fn validate(namespace: &str, se: &ServiceEntrySpec, f: &mut Findings) {
                     "endpoints cannot be set for resolution type DYNAMIC_DNS",
                 );
             }
-            f.warn(
-                "spec.resolution",
-                "not supported by meshgate: DYNAMIC_DNS (wildcard forwarding) is not implemented",
-            );
         }
     }
     if resolution != Resolution::None && se.hosts.len() > 1 {

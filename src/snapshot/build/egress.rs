@@ -29,6 +29,18 @@ pub(super) fn is_egress(g: &Resource) -> bool {
     }
 }
 
+/// The annotation that makes a Gateway's HTTP servers an HTTP CONNECT proxy for egress.
+pub const CONNECT_PROXY_ANNOTATION: &str = "meshgate.io/connect-proxy";
+
+/// Whether Gateway `g` asks its HTTP servers to accept CONNECT (`"true"`).
+pub(super) fn is_connect_proxy(g: &Resource) -> bool {
+    g.meta
+        .annotations
+        .get(CONNECT_PROXY_ANNOTATION)
+        .map(String::as_str)
+        == Some("true")
+}
+
 /// MeshConfig `outboundTrafficPolicy.mode`.
 fn mode(c: &Config) -> OutboundMode {
     match c

@@ -162,7 +162,15 @@ fn compile_listeners(c: &Config, labels: &[(String, String)]) -> Snapshot {
             }
         }
         let egress_role = kept.iter().any(|((g, _, _), _)| egress::is_egress(g));
-        if egress_role && snap.egress.entries.is_empty() && snap.passthrough.is_none() {
+        let connect_proxy = http
+            && !tls
+            && kept
+                .iter()
+                .any(|((g, _, _), _)| egress::is_connect_proxy(g));
+        if (egress_role || connect_proxy)
+            && snap.egress.entries.is_empty()
+            && snap.passthrough.is_none()
+        {
             egress::registry(c, &mut snap);
         }
         let protocol = if tls {
@@ -194,6 +202,7 @@ fn compile_listeners(c: &Config, labels: &[(String, String)]) -> Snapshot {
                 .collect(),
             protocol,
             egress: egress_role,
+            connect_proxy,
         });
     }
     snap

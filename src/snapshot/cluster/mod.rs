@@ -61,9 +61,9 @@ pub enum Discovery {
     StrictDns,
     /// `resolution: DNS_ROUND_ROBIN`: the first address of each name (Envoy's LOGICAL_DNS).
     LogicalDns,
-    /// A wildcard DNS host without endpoints (and the egress PassthroughCluster): the
-    /// name a connection asks for is resolved when it connects (Envoy's dynamic forward
-    /// proxy).
+    /// `DYNAMIC_DNS`, or NONE for a wildcard host without endpoints (and the egress
+    /// PassthroughCluster): the name a connection asks for is resolved when it connects
+    /// (Envoy's dynamic forward proxy).
     Dynamic,
 }
 
@@ -357,14 +357,15 @@ pub fn endpoints(
         Resolution::Static => Discovery::Static,
         Resolution::Dns => Discovery::StrictDns,
         Resolution::DnsRoundRobin => Discovery::LogicalDns,
-        // NONE / DYNAMIC_DNS: no endpoints a gateway can reach by itself.
-        Resolution::None | Resolution::DynamicDns => {
-            return (Vec::new(), Discovery::Static, Vec::new())
+        // DYNAMIC_DNS (wildcard hosts), and NONE for a wildcard host without endpoints (a
+        // gateway has no original destination): the name asked for, resolved then.
+        Resolution::DynamicDns => return (Vec::new(), Discovery::Dynamic, Vec::new()),
+        Resolution::None if workloads.is_empty() && host.starts_with('*') => {
+            return (Vec::new(), Discovery::Dynamic, Vec::new())
         }
+        // NONE otherwise: no endpoints a gateway can reach by itself.
+        Resolution::None => return (Vec::new(), Discovery::Static, Vec::new()),
     };
-    if workloads.is_empty() && discovery != Discovery::Static && host.starts_with('*') {
-        return (Vec::new(), Discovery::Dynamic, Vec::new());
-    }
     let mut targets = Vec::new();
     if workloads.is_empty() && discovery != Discovery::Static {
         // DNS without endpoints: the host itself.
