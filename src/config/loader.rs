@@ -506,9 +506,8 @@ fn load_document(file: &Path, doc: DocText, loaded: &mut Loaded) {
         }
         Kind::WorkloadEntry => typed::<WorkloadEntrySpec>(lines.text(), &mut unknown)
             .map(|e| e.map(Spec::WorkloadEntry)),
-        Kind::MeshConfig => {
-            typed::<MeshConfigSpec>(lines.text(), &mut unknown).map(|e| e.map(Spec::MeshConfig))
-        }
+        Kind::MeshConfig => typed::<MeshConfigSpec>(lines.text(), &mut unknown)
+            .map(|e| e.map(|s| Spec::MeshConfig(Box::new(s)))),
     };
     let name = meta_str("name");
     let namespace = or_default(&meta_str("namespace")).to_string();

@@ -73,7 +73,7 @@ impl Config {
     /// The MeshConfig document, if one was given.
     pub fn mesh_config(&self) -> Option<&MeshConfigSpec> {
         self.of_kind(Kind::MeshConfig).find_map(|r| match &r.spec {
-            Spec::MeshConfig(m) => Some(m),
+            Spec::MeshConfig(m) => Some(&**m),
             _ => None,
         })
     }

@@ -75,7 +75,7 @@ pub enum Spec {
     DestinationRule(Box<DestinationRuleSpec>),
     ServiceEntry(ServiceEntrySpec),
     WorkloadEntry(WorkloadEntrySpec),
-    MeshConfig(MeshConfigSpec),
+    MeshConfig(Box<MeshConfigSpec>),
 }
 
 /// A Kubernetes-style document envelope around a typed spec.
