@@ -197,6 +197,12 @@ pub fn config_dump(s: &Snapshot) -> Value {
                 "address": l.address.to_string(),
                 "servers": l.servers,
             });
+            if l.egress {
+                v["egress"] = json!(true);
+            }
+            if l.connect_proxy {
+                v["connect_proxy"] = json!(true);
+            }
             match &l.protocol {
                 Protocol::Http(t) => {
                     v["protocol"] = json!("HTTP");
@@ -244,6 +250,10 @@ pub fn config_dump(s: &Snapshot) -> Value {
     json!({
         "listeners": listeners,
         "clusters": clusters,
+        "egress": {
+            "outbound_traffic_policy": s.egress.mode,
+            "registered": s.egress.entries,
+        },
         "notes": s.notes,
     })
 }
