@@ -134,7 +134,7 @@ pub fn validate(namespace: &str, se: &ServiceEntrySpec, f: &mut Findings) {
                 {
                     f.error(
                         format!("spec.hosts[{i}]"),
-                        format!("hosts must be FQDN or contain only prefix wildcards if no endpoints are provided for resolution mode DNS: {e}"),
+                        format!("hosts must be FQDN if no endpoints are provided for resolution mode DNS: {e}"),
                     );
                 }
             }

@@ -371,7 +371,7 @@ pub fn endpoints(
         // DNS without endpoints: the host itself.
         targets.push(DnsTarget {
             name: host.to_string(),
-            port: port.number as u16,
+            port: port.target_port.unwrap_or(port.number) as u16,
             weight: 1,
             labels: Vec::new(),
         });
