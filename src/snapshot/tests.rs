@@ -374,3 +374,47 @@ fn every_config_istio_calls_valid_compiles_without_skipping_a_rule() {
         }
     }
 }
+
+#[test]
+fn egress_servers_route_by_the_registry_and_the_outbound_mode() {
+    let egress = |mode: &str| {
+        snapshot(&format!(
+            "apiVersion: meshgate.io/v1alpha1\nkind: MeshConfig\nmetadata: {{name: m}}\nspec:\n  labels: {{istio: egressgateway}}\n  outboundTrafficPolicy: {{mode: {mode}}}\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: eg}}\nspec:\n  selector: {{istio: egressgateway}}\n  servers:\n  - port: {{number: 80, name: http, protocol: HTTP}}\n    hosts: [\"*\"]\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: cnn}}\nspec:\n  hosts: [edition.cnn.com]\n  ports: [{{number: 80, name: http, protocol: HTTP}}, {{number: 443, name: https, protocol: HTTPS}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1}}]\n"
+        ))
+    };
+    let s = egress("REGISTRY_ONLY");
+    assert!(s.listeners[0].egress);
+    let table = http_of(&s.listeners[0]);
+    let route = |host: &str| {
+        let v = table.vhosts.iter().find(|v| v.domain == host).unwrap();
+        v.routes[0].clone()
+    };
+    let cnn = route("edition.cnn.com");
+    assert_eq!(cnn.route_name.as_deref(), Some("egress_allowed"));
+    let RouteAction::Forward(w) = &cnn.action else {
+        panic!("{cnn:?}")
+    };
+    assert_eq!(w.clusters[0].0, "outbound|80||edition.cnn.com");
+    let rest = route("*");
+    assert!(matches!(rest.action, RouteAction::BlackHole));
+    assert_eq!(
+        rest.route_name.as_deref(),
+        Some("egress_refused_unregistered")
+    );
+    assert!(s.passthrough.is_none());
+    // ALLOW_ANY: the rest goes to the PassthroughCluster.
+    let s = egress("ALLOW_ANY");
+    let table = http_of(&s.listeners[0]);
+    let rest = &table
+        .vhosts
+        .iter()
+        .find(|v| v.domain == "*")
+        .unwrap()
+        .routes[0];
+    let RouteAction::Forward(w) = &rest.action else {
+        panic!("{rest:?}")
+    };
+    assert_eq!(w.clusters[0].0, "PassthroughCluster");
+    assert_eq!(w.resolved[0], s.passthrough);
+    assert_eq!(rest.route_name.as_deref(), Some("egress_passthrough"));
+}

@@ -112,11 +112,13 @@ pub(super) fn chain((g, i, s): GatewayServer) -> FilterChain {
     }
 }
 
-/// A catch-all route of `name` doing `action`, with Istio's default retries.
-fn route(name: String, action: RouteAction) -> Arc<Route> {
+/// A catch-all route of `name` doing `action`, with Istio's default retries. Its route
+/// name (`%ROUTE_NAME%`, the last field of Istio's default access-log line) is the egress
+/// decision: the audit trail of HTTP requests.
+fn route(name: String, decision: &str, action: RouteAction) -> Arc<Route> {
     Arc::new(Route {
         name: name.into(),
-        route_name: None,
+        route_name: Some(decision.into()),
         matches: Vec::new(),
         action,
         policy: RoutePolicy {
@@ -173,7 +175,7 @@ pub(super) fn virtual_hosts(
             out.push(VirtualHost {
                 domain: e.host.clone(),
                 https_redirect: false,
-                routes: vec![route(name, forward(snap, &spec.name))],
+                routes: vec![route(name, "egress_allowed", forward(snap, &spec.name))],
             });
         }
         for h in hosts {
@@ -182,14 +184,18 @@ pub(super) fn virtual_hosts(
                 continue;
             }
             let label = super::server_label(g, *i);
-            let action = match snap.passthrough.and_then(|id| snap.cluster(id)) {
-                Some(p) => forward(snap, &p.name),
-                None => RouteAction::BlackHole,
+            let (decision, action) = match snap.passthrough.and_then(|id| snap.cluster(id)) {
+                Some(p) => ("egress_passthrough", forward(snap, &p.name)),
+                None => ("egress_refused_unregistered", RouteAction::BlackHole),
             };
             out.push(VirtualHost {
                 domain: h,
                 https_redirect: false,
-                routes: vec![route(format!("{label} (egress, unregistered)"), action)],
+                routes: vec![route(
+                    format!("{label} (egress, unregistered)"),
+                    decision,
+                    action,
+                )],
             });
         }
     }
