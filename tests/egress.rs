@@ -59,23 +59,7 @@ struct TlsServer {
 impl TlsServer {
     /// Listens on `bind` (`IP:PORT`, port 0 for any) with `cert`.
     fn start(bind: &str, name: &str, cert: &pki::Cert) -> TlsServer {
-        let chain: Vec<_> =
-            rustls_pemfile::certs(&mut std::fs::read(&cert.crt).unwrap().as_slice())
-                .collect::<Result<_, _>>()
-                .unwrap();
-        let key = rustls_pemfile::private_key(&mut std::fs::read(&cert.key).unwrap().as_slice())
-            .unwrap()
-            .unwrap();
-        let config = Arc::new(
-            rustls::ServerConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap(),
-        );
+        let config = common::peers::server_config(cert);
         let listener =
             TcpListener::bind(bind).unwrap_or_else(|e| panic!("bind the TLS server {bind}: {e}"));
         let addr = listener.local_addr().unwrap();

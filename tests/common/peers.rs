@@ -50,6 +50,26 @@ impl EchoUpstream {
     }
 }
 
+/// A rustls server config serving `cert` (its chain and key), for test TLS servers.
+pub fn server_config(cert: &Cert) -> Arc<rustls::ServerConfig> {
+    let chain: Vec<_> = rustls_pemfile::certs(&mut std::fs::read(&cert.crt).unwrap().as_slice())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = rustls_pemfile::private_key(&mut std::fs::read(&cert.key).unwrap().as_slice())
+        .unwrap()
+        .unwrap();
+    Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap(),
+    )
+}
+
 /// An HTTPS server with its own certificate, answering every request with `200 <name>`
 /// (the backend of the ingress-sni-passthrough task).
 pub struct TlsUpstream {
@@ -58,23 +78,7 @@ pub struct TlsUpstream {
 
 impl TlsUpstream {
     pub fn start(name: &str, cert: &Cert) -> TlsUpstream {
-        let chain: Vec<_> =
-            rustls_pemfile::certs(&mut std::fs::read(&cert.crt).unwrap().as_slice())
-                .collect::<Result<_, _>>()
-                .unwrap();
-        let key = rustls_pemfile::private_key(&mut std::fs::read(&cert.key).unwrap().as_slice())
-            .unwrap()
-            .unwrap();
-        let config = Arc::new(
-            rustls::ServerConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap(),
-        );
+        let config = server_config(cert);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let name = name.to_string();
