@@ -89,6 +89,18 @@ async fn read_head(
         if buf.len() > limit {
             return Head::TooLarge;
         }
+        if buf.is_empty() {
+            // Waiting for a request's first bytes (an idle keep-alive connection, most of
+            // the time): no heap buffer is held until they come.
+            *buf = BytesMut::new();
+            let mut first = [0u8; 512];
+            match tokio::time::timeout_at(deadline, stream.read(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&first[..n]),
+                Ok(_) => return Head::Closed,
+                Err(_) => return Head::Closed,
+            }
+            continue;
+        }
         buf.reserve(4096.min(limit + 1 - buf.len()).max(1));
         match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
             Ok(Ok(n)) if n > 0 => {}
@@ -149,7 +161,7 @@ where
     let tls = stream.get_ssl_digest().is_some();
     if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
         // HTTP/2 over TLS: Pingora's HTTP/2 server (idle connections end with GOAWAY).
-        return done(ServerApp::process_new(app, stream, shutdown).await);
+        return done(Box::pin(ServerApp::process_new(app, stream, shutdown)).await);
     }
     let h2c = !tls && app.server_options().is_some_and(|o| o.h2c);
     let mut buf = BytesMut::new();
@@ -212,7 +224,7 @@ where
             }
             Head::H2Preface => {
                 let replay: Stream = Box::new(Replay::new(stream, buf, Vec::new()));
-                return done(ServerApp::process_new(app, replay, shutdown).await);
+                return done(Box::pin(ServerApp::process_new(app, replay, shutdown)).await);
             }
             Head::Complete if connect_proxy && buf.starts_with(b"CONNECT ") => {
                 return Served::Connect(stream, buf);
@@ -239,7 +251,9 @@ where
         } else {
             session.set_keepalive(Some(settings.idle_timeout.as_secs().max(1)));
         }
-        let Some(reused) = app.process_new_http(session, shutdown).await else {
+        // Boxed: the request's future is large and lives only while a request does, not
+        // in every idle connection's state.
+        let Some(reused) = Box::pin(app.process_new_http(session, shutdown)).await else {
             return done(None);
         };
         let (next, settings_next) = reused.consume();

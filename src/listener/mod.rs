@@ -342,12 +342,14 @@ impl<H: HttpServerApp + Send + Sync + 'static> ServerApp for ListenerApp<H> {
                 match served {
                     http1::Served::Done(s) => s,
                     http1::Served::Connect(stream, head) => {
-                        self.connect(stream, head, local).await;
+                        Box::pin(self.connect(stream, head, local)).await;
                         None
                     }
                 }
             }
-            Protocol::Tls(_) => self.tls(stream, local, active, accepted, shutdown).await,
+            // Boxed, as the TCP path below: a plain-HTTP connection's state does not carry
+            // their larger futures.
+            Protocol::Tls(_) => Box::pin(self.tls(stream, local, active, accepted, shutdown)).await,
             Protocol::Tcp(routes) => {
                 if let Some(r) = l4_route::select(routes, local) {
                     let r = r.clone();
@@ -359,7 +361,7 @@ impl<H: HttpServerApp + Send + Sync + 'static> ServerApp for ListenerApp<H> {
                         remote,
                         sni: None,
                     };
-                    self.forward(stream, &r, &active, &conn).await;
+                    Box::pin(self.forward(stream, &r, &active, &conn)).await;
                 }
                 None
             }
