@@ -251,9 +251,9 @@ where
         } else {
             session.set_keepalive(Some(settings.idle_timeout.as_secs().max(1)));
         }
-        // Boxed: the request's future is large and lives only while a request does, not
-        // in every idle connection's state.
-        let Some(reused) = Box::pin(app.process_new_http(session, shutdown)).await else {
+        // Not boxed: measured, boxing it saved no idle memory (its pages are not touched
+        // while the connection waits) and cost an allocation per request.
+        let Some(reused) = app.process_new_http(session, shutdown).await else {
             return done(None);
         };
         let (next, settings_next) = reused.consume();
