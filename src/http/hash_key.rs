@@ -41,9 +41,14 @@ pub fn of(
             }
             hash(&joined)
         }
-        HashKey::SourceIp => match client {
-            Some(a) => hash(a.ip().to_string().as_bytes()),
-            None => Key::default(),
+        // The client's address after trusted-proxy processing: `x-envoy-external-address`,
+        // which the gateway has just set (Envoy's downstream remote address).
+        HashKey::SourceIp => match req.headers.get("x-envoy-external-address") {
+            Some(v) => hash(v.as_bytes()),
+            None => match client {
+                Some(a) => hash(a.ip().to_string().as_bytes()),
+                None => Key::default(),
+            },
         },
         HashKey::QueryParameter(name) => {
             let query = req.uri.query().unwrap_or("");
@@ -153,6 +158,13 @@ mod tests {
                 LOCAL
             ),
             "the port does not count"
+        );
+        let behind = req("/", &[("x-envoy-external-address", "10.0.0.1")]);
+        let direct = req("/", &[]);
+        assert_eq!(
+            of(&HashKey::SourceIp, &behind, ip("192.168.1.1:3000"), LOCAL),
+            of(&HashKey::SourceIp, &direct, ip("10.0.0.1:1000"), LOCAL),
+            "the trusted client address, not the proxy's"
         );
     }
 
