@@ -286,3 +286,23 @@ fn allow_any_tunnels_to_an_unregistered_name_itself() {
     let out = curl(&["--proxy", &s.proxy_url(), "--cacert", &ca_arg(&s.ca), &url]);
     assert_eq!(out.status, 200, "{out:?}");
 }
+
+#[test]
+fn allow_any_never_reaches_local_or_link_local_addresses_by_name() {
+    let s = setup("egress-connect-local", "ALLOW_ANY");
+    // A Host naming loopback (the counting server, or the gateway itself: a loop) or the
+    // cloud metadata address: refused, nothing reached.
+    for host in [
+        format!("127.0.0.1:{}", s.free.port),
+        format!("localhost:{}", s.proxy.port()),
+        "169.254.169.254".to_string(),
+    ] {
+        let head =
+            format!("GET /latest/meta-data HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
+        let r = raw(s.proxy, head.as_bytes()).expect("an answer");
+        assert_eq!(r.status, 502, "{host}: {}", r.text());
+    }
+    assert_eq!(s.free.hits(), 0);
+    let line = s.log_line("egress_refused_local_address");
+    assert!(line.starts_with("502 NR "), "{line}");
+}

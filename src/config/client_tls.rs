@@ -30,6 +30,23 @@ pub struct UpstreamTls {
     pub subject_alt_names: Vec<String>,
     /// `insecureSkipVerify`.
     pub insecure_skip_verify: bool,
+    /// The files' modification times and sizes when the config was compiled: part of the
+    /// cluster's identity, so a reload after a file changed (a fixed or rotated
+    /// certificate) reads it again.
+    #[serde(skip)]
+    pub stamp: u64,
+}
+
+/// A fingerprint of `files`' metadata (missing files count too).
+fn stamp<'a>(files: impl Iterator<Item = &'a PathBuf>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for f in files {
+        let meta = std::fs::metadata(f).ok();
+        meta.as_ref().map(|m| m.len()).hash(&mut h);
+        meta.and_then(|m| m.modified().ok()).hash(&mut h);
+    }
+    h.finish()
 }
 
 /// `tls` of the DestinationRule `res`, for service host `host`; `None` for no TLS
@@ -77,7 +94,9 @@ pub fn resolve(
     } else {
         None
     };
+    let stamp = stamp(ca.iter().chain(client.iter().flat_map(|(c, k)| [c, k])));
     Some(UpstreamTls {
+        stamp,
         sni: tls.sni.clone().unwrap_or_else(|| host.to_string()),
         auto_sni: tls.sni.is_none(),
         ca,

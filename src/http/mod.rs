@@ -260,7 +260,22 @@ impl ProxyHttp for GatewayProxy {
                 p => p,
             };
             match self.registry.resolver.resolve(name, port).await {
+                Ok(addrs) if addrs[0] == local => {
+                    // The Host names this very listener: a loop.
+                    ctx.flags.insert(ResponseFlags::NR);
+                    ctx.details = Some("egress_refused_loop");
+                    local_reply(session, 502, b"").await?;
+                    return Ok(true);
+                }
                 Ok(addrs) => ctx.dynamic = Some(addrs[0]),
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    // A Host naming a loopback or link-local address: never reached by name.
+                    log::info!("{}: {e}", cluster.name());
+                    ctx.flags.insert(ResponseFlags::NR);
+                    ctx.details = Some("egress_refused_local_address");
+                    local_reply(session, 502, b"").await?;
+                    return Ok(true);
+                }
                 Err(e) => {
                     log::info!("{}: cannot resolve {name}: {e}", cluster.name());
                     ctx.flags.insert(ResponseFlags::UH);
@@ -448,7 +463,9 @@ impl ProxyHttp for GatewayProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        if ctx.close_upstream {
+        // HTTP/1 only: an HTTP/2 request must not carry `Connection` (per-connection
+        // limits are not applied to upstream HTTP/2 connections).
+        if ctx.close_upstream && upstream_request.version != http::Version::HTTP_2 {
             upstream_request.insert_header("connection", "close")?;
         }
         // Istio turns on Envoy's `include_request_attempt_count`.
@@ -468,6 +485,10 @@ impl ProxyHttp for GatewayProxy {
         resp: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        // An informational answer (100 Continue) is not the outcome: wait for the final one.
+        if resp.status.is_informational() {
+            return Ok(());
+        }
         let Some(route) = ctx.route.clone() else {
             return Ok(());
         };
@@ -642,13 +663,17 @@ impl ProxyHttp for GatewayProxy {
                 return e;
             }
         };
-        record(
-            ctx,
-            match outcome {
-                retry::Outcome::TimedOut => Attempt::TimedOut,
-                _ => Attempt::Reset,
-            },
-        );
+        // Only the upstream's own failures count against its endpoint (a client that
+        // stalls its body must not eject endpoints).
+        if *e.esource() == ErrorSource::Upstream {
+            record(
+                ctx,
+                match outcome {
+                    retry::Outcome::TimedOut => Attempt::TimedOut,
+                    _ => Attempt::Reset,
+                },
+            );
+        }
         let replayable = !session.as_ref().retry_buffer_truncated();
         let decision = match ctx.route.as_ref() {
             Some(r) => ctx

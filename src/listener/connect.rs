@@ -83,6 +83,7 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
         }
         let end = head_end(&buf, 0).unwrap_or(buf.len());
         let mut hello = buf.split_off(end);
+        drop(buf);
         let established = b"HTTP/1.1 200 Connection established\r\n\r\n";
         if stream.write_all(established).await.is_err() || stream.flush().await.is_err() {
             return;
@@ -93,12 +94,16 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
             match client_hello::parse(&hello) {
                 Parse::Done(h) => break h.sni,
                 Parse::Incomplete { need } if need <= MAX_HELLO => {
-                    hello.reserve(need.saturating_sub(hello.len()).max(1));
-                    match tokio::time::timeout_at(deadline, stream.read_buf(&mut hello)).await {
-                        Ok(Ok(n)) if n > 0 => {}
-                        _ => {
-                            self.refused_tunnel(local, remote, &host, NOT_TLS);
-                            return;
+                    // Read until the bytes the parser asked for are here, then parse again.
+                    while hello.len() < need {
+                        hello.reserve(need - hello.len());
+                        let read = tokio::time::timeout_at(deadline, stream.read_buf(&mut hello));
+                        match read.await {
+                            Ok(Ok(n)) if n > 0 => {}
+                            _ => {
+                                self.refused_tunnel(local, remote, &host, NOT_TLS);
+                                return;
+                            }
                         }
                     }
                 }

@@ -19,8 +19,39 @@ pub const ALLOWED: &str = "egress_allowed";
 pub const PASSTHROUGH: &str = "egress_passthrough";
 pub const REFUSED: &str = "egress_refused_unregistered";
 pub const UNRESOLVED: &str = "egress_dns_resolution_failure";
+pub const LOOP: &str = "egress_refused_loop";
+pub const LOCAL: &str = "egress_refused_local_address";
 
 impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
+    /// The address `name:port` resolves to now (a dynamic cluster's destination); `None`
+    /// after logging the refusal (UH) when it does not resolve.
+    pub(super) async fn resolve_for(
+        &self,
+        name: &str,
+        port: u16,
+        conn: &Downstream<'_>,
+    ) -> Option<Via> {
+        match self.registry.resolver.resolve(name, port).await {
+            // The address the client reached the gateway on: a loop, refused.
+            Ok(addrs) if conn.local == Some(addrs[0]) => {
+                log::info!("egress: {name}:{port} is this listener: refused (a loop)");
+                crate::tcp::refused(conn, ResponseFlags::NR, Some(LOOP), &self.telemetry);
+                None
+            }
+            Ok(addrs) => Some(Via::Address(addrs[0])),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                log::info!("egress: {name}:{port} refused: {e}");
+                crate::tcp::refused(conn, ResponseFlags::NR, Some(LOCAL), &self.telemetry);
+                None
+            }
+            Err(e) => {
+                log::info!("egress: cannot connect to {name}:{port}: {e}");
+                crate::tcp::refused(conn, ResponseFlags::UH, Some(UNRESOLVED), &self.telemetry);
+                None
+            }
+        }
+    }
+
     /// Whether `name` on `port` may leave (CONNECT asks before it answers the client).
     pub(super) fn egress_allowed(&self, active: &Generation, name: &str, port: u16) -> bool {
         !matches!(
@@ -72,13 +103,9 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
         };
         let via = match dynamic_port {
             None => Via::Balanced,
-            Some(p) => match self.registry.resolver.resolve(&name, p).await {
-                Ok(addrs) => Via::Address(addrs[0]),
-                Err(e) => {
-                    log::info!("egress: cannot resolve {name}: {e}");
-                    crate::tcp::refused(conn, ResponseFlags::UH, Some(UNRESOLVED), &self.telemetry);
-                    return;
-                }
+            Some(p) => match self.resolve_for(&name, p, conn).await {
+                Some(via) => via,
+                None => return,
             },
         };
         let dest = self.telemetry.destination(snap, id);

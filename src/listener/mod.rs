@@ -11,6 +11,7 @@ mod limits;
 mod replay;
 
 use crate::rng::Rng;
+use crate::snapshot::cluster::Discovery;
 use crate::snapshot::l4_route::{self, L4Route};
 use crate::snapshot::sni_router::{ChainAction, SniTarget, Terminated};
 use crate::snapshot::Protocol;
@@ -143,6 +144,24 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
         match id.and_then(|id| active.cluster(id)) {
+            Some(cluster) if cluster.spec.discovery == Discovery::Dynamic => {
+                // A `tls` route to a DYNAMIC_DNS entry (or the PassthroughCluster): to the
+                // SNI itself.
+                let port = match cluster.spec.target_port {
+                    0 => conn.local.map_or(0, |a| a.port()),
+                    p => p,
+                };
+                let Some(name) = conn.sni else {
+                    crate::tcp::no_cluster(conn, &self.telemetry);
+                    return;
+                };
+                let Some(via) = self.resolve_for(name, port, conn).await else {
+                    return;
+                };
+                let dest = self.telemetry.destination(&active.snapshot, id);
+                crate::tcp::forward_via(stream, conn, cluster, via, None, &dest, &self.telemetry)
+                    .await
+            }
             Some(cluster) => {
                 let dest = self.telemetry.destination(&active.snapshot, id);
                 crate::tcp::forward(stream, conn, cluster, &dest, &self.telemetry).await

@@ -112,7 +112,7 @@ impl ClusterState {
     pub fn record(&self, ep: &EndpointState, outcome: Outcome) {
         let failed = match outcome {
             Outcome::Status(s) => s >= 500,
-            Outcome::Connected => false,
+            Outcome::Connected | Outcome::ConnectedFinal => false,
             _ => true,
         };
         if !matches!(outcome, Outcome::Connected) {

@@ -188,11 +188,7 @@ async fn connect_endpoint(
             if let Some(k) = &state.spec.policy.tcp_keepalive {
                 let _ = pingora::protocols::l4::ext::set_tcp_keepalive(&s, &keepalive(k));
             }
-            state.record(endpoint.endpoint(), Outcome::Connected);
-            endpoint
-                .endpoint()
-                .successes
-                .fetch_add(1, Ordering::Relaxed);
+            state.record(endpoint.endpoint(), Outcome::ConnectedFinal);
             Ok(TcpUpstream {
                 stream: s,
                 endpoint,

@@ -10,70 +10,8 @@ use super::endpoint::now_ms;
 use crate::snapshot::cluster::{resolve_with, HostAliases};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
-
-/// How long a name resolved on demand (dynamic forward) is remembered.
-const DYNAMIC_TTL: Duration = Duration::from_secs(30);
-
-/// The most names remembered; beyond it the cache starts again (bounded memory whatever
-/// names clients ask for).
-const DYNAMIC_NAMES: usize = 4096;
-
-/// Names resolved when a connection or request asks for them (egress to a wildcard
-/// ServiceEntry, the PassthroughCluster, CONNECT): MeshConfig `hostAliases` first, then
-/// the system resolver on Tokio's blocking pool; answers are kept `DYNAMIC_TTL`. The lock
-/// is taken on this egress path only, never on a routed request's.
-#[derive(Default)]
-pub struct Resolver {
-    aliases: ArcSwap<HostAliases>,
-    cache: Mutex<HashMap<String, (Vec<SocketAddr>, Instant)>>,
-}
-
-impl Resolver {
-    /// MeshConfig `hostAliases` of the serving generation.
-    pub fn set_aliases(&self, aliases: Arc<HostAliases>) {
-        self.aliases.store(aliases);
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
-    }
-
-    pub fn aliases(&self) -> Arc<HostAliases> {
-        self.aliases.load_full()
-    }
-
-    /// The addresses of `name:port`; an error when it does not resolve.
-    pub async fn resolve(&self, name: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
-        let key = format!("{}:{port}", name.to_ascii_lowercase());
-        if let Some((addrs, at)) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            if at.elapsed() < DYNAMIC_TTL {
-                return Ok(addrs.clone());
-            }
-        }
-        let aliases = self.aliases();
-        let owned = name.to_string();
-        let addrs = tokio::task::spawn_blocking(move || resolve_with(&aliases, &owned, port))
-            .await
-            .map_err(std::io::Error::other)??;
-        if addrs.is_empty() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("{name} has no address"),
-            ));
-        }
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= DYNAMIC_NAMES {
-            cache.clear();
-        }
-        cache.insert(key, (addrs.clone(), Instant::now()));
-        Ok(addrs)
-    }
-}
 
 /// How often the thread looks for a cluster due for a refresh.
 const TICK: Duration = Duration::from_millis(500);

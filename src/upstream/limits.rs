@@ -62,6 +62,15 @@ impl Drop for Admission {
     }
 }
 
+/// A request waiting for a connection slot (`http1MaxPendingRequests`).
+struct Pending<'a>(&'a CircuitBreaker);
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        give(&self.0.pending);
+    }
+}
+
 /// A retry in flight (`http.maxRetries`): released when dropped.
 #[derive(Debug)]
 pub struct RetrySlot(Arc<CircuitBreaker>);
@@ -79,6 +88,9 @@ pub struct ConnectionSlot(Arc<CircuitBreaker>);
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         give(&self.0.connections);
+        if self.0.pending.load(Ordering::Acquire) > 0 {
+            self.0.freed.notify_one();
+        }
     }
 }
 
@@ -127,9 +139,14 @@ impl CircuitBreaker {
         if !take(&self.pending, self.limits.max_pending_requests) {
             return Err(Overflow::Connections);
         }
+        // Counted pending until this returns, or its future is dropped.
+        let _pending = Pending(self);
         let waited = async {
             loop {
+                // Registered before the slot is tried, so a slot freed in between wakes it.
                 let freed = self.freed.notified();
+                tokio::pin!(freed);
+                freed.as_mut().enable();
                 if take(&self.connections, self.limits.max_connections) {
                     return;
                 }
@@ -143,7 +160,6 @@ impl CircuitBreaker {
                 true
             }
         };
-        give(&self.pending);
         if !got {
             // Envoy's pending request ran out of time waiting: an overflow too.
             return Err(Overflow::Connections);

@@ -12,6 +12,7 @@ pub mod dns;
 pub mod endpoint;
 pub mod limits;
 pub mod outlier;
+pub mod resolver;
 pub mod tls;
 
 use crate::snapshot::cluster::{ClusterId, ClusterIdentity, ClusterSpec, Endpoint};
@@ -56,7 +57,7 @@ pub struct Registry {
     /// Re-resolves the names of DNS clusters in the background.
     pub dns: dns::Refresher,
     /// Resolves names on demand (egress: wildcard ServiceEntries, PassthroughCluster).
-    pub resolver: dns::Resolver,
+    pub resolver: resolver::Resolver,
 }
 
 /// The endpoint states of `endpoints` for a cluster: those `known` has (same cluster

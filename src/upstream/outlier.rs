@@ -16,8 +16,11 @@ const MAX_EJECTION_TIME: Duration = Duration::from_secs(300);
 pub enum Outcome {
     /// The upstream answered with this status.
     Status(u16),
-    /// The connection was made (a local-origin success).
+    /// The connection was made (a local-origin success; the request's outcome follows).
     Connected,
+    /// A TCP-proxied connection was made: its whole outcome, a success that starts
+    /// every count again (Envoy's `LocalOriginConnectSuccessFinal`).
+    ConnectedFinal,
     /// Connect failure (refused, unreachable, TLS handshake): local origin.
     ConnectFailed,
     /// No answer in time: local origin.
@@ -96,6 +99,10 @@ where
             reset(&h.consecutive_local);
             return false;
         }
+        Outcome::ConnectedFinal => {
+            reset(&h.consecutive_local);
+            Some(200)
+        }
         Outcome::ConnectFailed | Outcome::Reset | Outcome::TimedOut
             if policy.split_external_local_origin_errors =>
         {
@@ -130,6 +137,11 @@ fn eject<'a, I>(policy: &Outlier, h: &HostOutlier, all: I, now: u64) -> bool
 where
     I: ExactSizeIterator<Item = &'a HostOutlier>,
 {
+    // One ejection decision at a time (Envoy makes them on its main thread): threads
+    // tripping together must not each see "none ejected" and eject past the percentage.
+    // Taken only when a threshold trips, never on the request path otherwise.
+    static EJECTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = EJECTING.lock().unwrap_or_else(|p| p.into_inner());
     if h.is_ejected(now) {
         return false;
     }

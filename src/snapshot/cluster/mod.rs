@@ -402,10 +402,13 @@ pub fn endpoints(
             Err(e) => log::warn!("cannot resolve endpoint {}: {e}; it is left out", t.name),
         }
     }
-    // Names are resolved again while serving; IP addresses are what they are.
-    targets.retain(|t| t.name.parse::<std::net::IpAddr>().is_err());
-    if targets.is_empty() {
-        return (out, Discovery::Static, targets);
+    // Names are resolved again while serving (IP addresses among them resolve to
+    // themselves); an entry of IP addresses only is static.
+    if targets
+        .iter()
+        .all(|t| t.name.parse::<std::net::IpAddr>().is_ok())
+    {
+        return (out, Discovery::Static, Vec::new());
     }
     (out, discovery, targets)
 }
