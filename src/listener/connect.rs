@@ -9,9 +9,11 @@ use super::egress::REFUSED;
 use super::http1::head_end;
 use super::replay::Replay;
 use super::ListenerApp;
+use crate::snapshot::egress::label;
 use crate::tcp::Downstream;
 use crate::telemetry::{Exchange, ResponseFlags};
 use crate::tls::client_hello::{self, Parse};
+use crate::upstream::Generation;
 use bytes::BytesMut;
 use pingora::apps::HttpServerApp;
 use pingora::protocols::Stream;
@@ -101,14 +103,14 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
                         match read.await {
                             Ok(Ok(n)) if n > 0 => {}
                             _ => {
-                                self.refused_tunnel(local, remote, &host, NOT_TLS);
+                                self.refused_tunnel(&active, local, remote, (&host, port), NOT_TLS);
                                 return;
                             }
                         }
                     }
                 }
                 _ => {
-                    self.refused_tunnel(local, remote, &host, NOT_TLS);
+                    self.refused_tunnel(&active, local, remote, (&host, port), NOT_TLS);
                     return;
                 }
             }
@@ -120,7 +122,7 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
             log::info!(
                 "CONNECT {host}:{port}: the tunnel's SNI is {sni:?}, not the CONNECT host: closed"
             );
-            self.refused_tunnel(local, remote, &host, SNI_MISMATCH);
+            self.refused_tunnel(&active, local, remote, (&host, port), SNI_MISMATCH);
             return;
         }
         let conn = Downstream {
@@ -157,12 +159,15 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
     /// The audit line of a tunnel closed for its first bytes.
     fn refused_tunnel(
         &self,
+        active: &Generation,
         local: SocketAddr,
         remote: Option<SocketAddr>,
-        host: &str,
+        (host, port): (&str, u16),
         details: &'static str,
     ) {
-        self.telemetry.own.egress("refused", "unregistered");
+        // Counted under the ServiceEntry the CONNECT target matched, if any.
+        let decision = active.snapshot.egress.decide(host, u32::from(port));
+        self.telemetry.own.egress("refused", label(&decision));
         let conn = Downstream {
             local: Some(local),
             remote,
