@@ -3,6 +3,8 @@
 # throughput and p99 from wrk, for these contenders, measured in the same run in an order
 # rotated round by round:
 #   nginx       one worker, keep-alive upstream (as bench/run.sh): the yardstick
+#   pingora     bench/bare_pingora.rs, a stock Pingora proxy with nothing added, one thread:
+#               "Pingora as it comes", so meshgate's own cost shows (PINGORA=0 leaves it out)
 #   base        $BASE_BIN, if given: a meshgate without telemetry (e.g. built at 11e4f25)
 #   mg          $NEW_BIN (default ./target/release/meshgate): metrics only, no access log
 #   mg-json     the same with accessLogFile: <tmpdir>/access.log, accessLogEncoding: JSON
@@ -42,6 +44,10 @@ if [ -z "${NEW_BIN:-}" ]; then
   cargo build --release -q
   NEW_BIN=$PWD/target/release/meshgate
 fi
+if [ "${PINGORA:-1}" = 1 ]; then
+  cargo build --release -q --example bare_pingora
+  PINGORA_BIN=$PWD/target/release/examples/bare_pingora
+fi
 busy=$(pgrep -x 'cargo|rustc' || true)
 [ -n "$busy" ] && echo "WARNING: cargo/rustc running (pids $(echo $busy)): figures will be noisy" >&2
 
@@ -49,7 +55,7 @@ wrk_close=()
 [ "${CLOSE:-}" = 1 ] && wrk_close=(-H "Connection: close")
 
 work=$(mktemp -d)
-up=18180 ngx=18181 mg=18182 admin=18190
+up=18180 ngx=18181 mg=18182 bare=18183 admin=18190
 hz=$(getconf CLK_TCK)
 cleanup() {
   [ -f "$work/up.pid" ] && kill "$(cat "$work/up.pid")" 2>/dev/null || true
@@ -134,6 +140,15 @@ start_mg() { # binary confdir → mgpid
   done
   curl -sf "http://127.0.0.1:$mg/" >/dev/null || { echo "meshgate ($1) not serving:"; cat "$work/mg.log"; exit 1; }
 }
+start_bare() { # → mgpid (stopped as meshgate is)
+  taskset -c 0 "$PINGORA_BIN" "127.0.0.1:$bare" "127.0.0.1:$up" 1 2>"$work/bare.log" &
+  mgpid=$!
+  for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$bare/" >/dev/null 2>&1 && return
+    sleep 0.1
+  done
+  echo "bare pingora not serving:"; cat "$work/bare.log"; exit 1
+}
 # SIGINT: a fast stop (SIGTERM would drain for drainDuration first).
 stop_mg() { kill -INT "$mgpid"; wait "$mgpid" 2>/dev/null || true; mgpid=""; }
 ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
@@ -143,6 +158,7 @@ measure() { # name round
   local name=$1 pid port=$mg out t0 t1 req rps p99 l0=0 l1=0 extra=""
   case $name in
     nginx) pid=$ngx_worker port=$ngx ;;
+    pingora) start_bare; pid=$mgpid port=$bare ;;
     base) start_mg "$BASE_BIN" plain; pid=$mgpid ;;
     mg) start_mg "$NEW_BIN" plain; pid=$mgpid ;;
     mg-json) start_mg "$NEW_BIN" json; pid=$mgpid ;;
@@ -172,6 +188,7 @@ measure() { # name round
 }
 
 names=(nginx)
+[ -n "${PINGORA_BIN:-}" ] && names+=(pingora)
 [ -n "${BASE_BIN:-}" ] && names+=(base)
 names+=(mg mg-json)
 n=${#names[@]}
@@ -196,9 +213,10 @@ END {
     M[c, "p99"] = med(d, k[c]); s3 = spread(d, k[c])
     printf "%-8s %10.0f %6.1f%% %10.2f %6.1f%% %9.2f %6.1f%%\n", c, M[c, "rps"], s1, M[c, "cpu"], s2, M[c, "p99"], s3 }
   printf "\n"
-  for (i = 1; i <= nn; i++) { c = names[i]; if (c !~ /^mg/) continue
+  for (i = 1; i <= nn; i++) { c = names[i]; if (c !~ /^mg/ && c != "pingora") continue
     printf "%-8s vs nginx: CPU/req %.3f  req/s %.3f", c, M[c, "cpu"] / M["nginx", "cpu"], M[c, "rps"] / M["nginx", "rps"]
-    if (k["base"]) {
+    if (k["pingora"] && c != "pingora") printf "   vs bare pingora: CPU/req %.3f", M[c, "cpu"] / M["pingora", "cpu"]
+    if (k["base"] && c != "pingora") {
       np = 0; up = 0
       for (r in R) if ((c, r) in byround && ("base", r) in byround) { q[++np] = byround[c, r] / byround["base", r]; if (q[np] > 1) up++ }
       printf "   vs base: CPU/req %.3f (%+.2f us)  req/s %.3f  paired CPU/req %.3f, higher in %d of %d rounds", \

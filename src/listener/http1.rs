@@ -82,8 +82,15 @@ async fn read_head(
             return Head::H2Preface;
         }
         let maybe_preface = h2c && H2_PREFACE.starts_with(&buf[..buf.len().min(H2_PREFACE.len())]);
-        if !maybe_preface && head_end(buf, scanned).is_some() {
-            return Head::Complete;
+        if !maybe_preface {
+            if let Some(end) = head_end(buf, scanned) {
+                // A read may bring more than was reserved: the head's own size decides.
+                return if end > limit {
+                    Head::TooLarge
+                } else {
+                    Head::Complete
+                };
+            }
         }
         scanned = buf.len();
         if buf.len() > limit {
@@ -340,6 +347,15 @@ mod tests {
         // Too large.
         let (mut server, mut client) = pair().await;
         client.write_all(&[b'a'; 200]).await.unwrap();
+        let head = read_head(&mut server, &mut BytesMut::new(), soon(), None, &s, false).await;
+        assert_eq!(head, Head::TooLarge);
+        // Too large though complete, all in one read (a read may bring more than the
+        // limit): still too large.
+        let (mut server, mut client) = pair().await;
+        let mut big = b"GET / HTTP/1.1\r\nx: ".to_vec();
+        big.extend_from_slice(&[b'a'; 100]);
+        big.extend_from_slice(b"\r\n\r\n");
+        client.write_all(&big).await.unwrap();
         let head = read_head(&mut server, &mut BytesMut::new(), soon(), None, &s, false).await;
         assert_eq!(head, Head::TooLarge);
     }
