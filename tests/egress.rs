@@ -24,14 +24,13 @@
 //! tests/istio_routing.rs this needs root or `CAP_NET_BIND_SERVICE`.
 
 mod common;
-use common::net::{free_port, get, raw, Gateway, Reply};
+use common::net::{get, Gateway, Reply};
 use common::peers::{curl, CurlOut};
 use common::{pki, scratch, validate, warning_lines, write};
 use regex::Regex;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -258,45 +257,15 @@ fn start(name: &str, ip: &str, mesh_extra: &str, yaml: &str, roots: Option<&Path
         ),
     );
     write(&dir, "conf/all.yaml", yaml);
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let log = std::fs::File::create(dir.join("meshgate.log")).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshgate"));
-    cmd.args(["run", "--config"])
-        .arg(dir.join("conf"))
-        .args(["--admin", &admin.to_string()])
-        .stdout(Stdio::null())
-        .stderr(log);
-    match roots {
+    let gw = Gateway::try_start_with(&dir, |cmd| match roots {
         Some(p) => {
             cmd.env("SSL_CERT_FILE", p);
         }
         None => {
             cmd.env_remove("SSL_CERT_FILE").env_remove("SSL_CERT_DIR");
         }
-    }
-    let child = cmd.spawn().expect("start meshgate");
-    let mut gw = Gateway { child, admin };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if raw(
-            admin,
-            b"GET /ready HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n",
-        )
-        .is_some_and(|r| r.status == 200)
-        {
-            break;
-        }
-        let log = || std::fs::read_to_string(dir.join("meshgate.log")).unwrap_or_default();
-        if let Ok(Some(status)) = gw.child.try_wait() {
-            panic!("meshgate exited ({status}) before ready:\n{}", log());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "meshgate not ready in 20 s:\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })
+    .unwrap_or_else(|e| panic!("meshgate: {e}"));
     Egress {
         gw,
         dir,

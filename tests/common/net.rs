@@ -295,16 +295,22 @@ impl Gateway {
     /// As [`Gateway::start`], with an error (and the gateway's log) when it exits first
     /// or is not ready in 20 s.
     pub fn try_start(dir: &Path) -> Result<Gateway, String> {
+        Gateway::try_start_with(dir, |_| {})
+    }
+
+    /// As [`Gateway::try_start`], with `setup` adjusting the command first (environment
+    /// variables, e.g. `SSL_CERT_FILE` for the roots upstream TLS is verified against).
+    pub fn try_start_with(dir: &Path, setup: impl FnOnce(&mut Command)) -> Result<Gateway, String> {
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = std::fs::File::create(dir.join("meshgate.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_meshgate"))
-            .args(["run", "--config"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshgate"));
+        cmd.args(["run", "--config"])
             .arg(dir.join("conf"))
             .args(["--admin", &admin.to_string()])
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("start: {e}"))?;
+            .stderr(log);
+        setup(&mut cmd);
+        let child = cmd.spawn().map_err(|e| format!("start: {e}"))?;
         let mut gw = Gateway { child, admin };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
