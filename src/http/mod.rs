@@ -81,11 +81,8 @@ impl GatewayProxy {
 /// Whether requests to `cluster` go upstream over HTTP/2 (multiplexed: no connection
 /// per request).
 fn upstream_h2(cluster: &ClusterState, session: &Session) -> bool {
-    let p = &cluster.spec.policy;
-    match p.http_pool.use_client_protocol {
-        true => session.req_header().version == http::Version::HTTP_2,
-        false => p.http2,
-    }
+    let client_h2 = session.req_header().version == http::Version::HTTP_2;
+    cluster.spec.policy.upstream_h2(client_h2)
 }
 
 /// Counts how the current try ended against its endpoint (totals, outlier detection).

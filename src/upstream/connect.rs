@@ -102,11 +102,7 @@ pub fn http_peer(
     peer.options.connection_timeout = Some(policy.connect_timeout);
     peer.options.idle_timeout = Some(policy.http_pool.idle_timeout);
     peer.options.tcp_keepalive = policy.tcp_keepalive.as_ref().map(keepalive);
-    let h2 = match policy.http_pool.use_client_protocol {
-        true => client_h2,
-        false => policy.http2,
-    };
-    if h2 {
+    if policy.upstream_h2(client_h2) {
         peer.options.set_http_version(2, 2); // h2c, prior knowledge
         peer.options.max_h2_streams = policy
             .http_pool

@@ -128,6 +128,15 @@ impl Default for ClusterPolicy {
 }
 
 impl ClusterPolicy {
+    /// Whether a request goes upstream over HTTP/2: the cluster speaks it, or with
+    /// `useClientProtocol`, the client does.
+    pub fn upstream_h2(&self, client_h2: bool) -> bool {
+        match self.http_pool.use_client_protocol {
+            true => client_h2,
+            false => self.http2,
+        }
+    }
+
     /// The policy of a cluster on service port `port`, subset `subset` (empty: none), of
     /// DestinationRule `dr`; `mesh_connect_timeout` is MeshConfig `connectTimeout`.
     pub fn of(
