@@ -24,12 +24,15 @@ fi
 
 [ "${1:-}" = build ] && exit 0
 
-# Telemetry tests parse /stats/prometheus with the Prometheus Python client's own parser.
-if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
-  echo "tests/setup.sh: installing prometheus_client (pip)" >&2
-  python3 -m pip install -q prometheus_client 2>/dev/null \
-    || python3 -m pip install -q --break-system-packages prometheus_client
-fi
+# Telemetry tests parse /stats/prometheus with the Prometheus Python client's own parser;
+# the egress CONNECT tests use Python's `requests` as an application behind HTTPS_PROXY.
+for module in prometheus_client requests; do
+  if ! python3 -c "import $module" >/dev/null 2>&1; then
+    echo "tests/setup.sh: installing $module (pip)" >&2
+    python3 -m pip install -q "$module" 2>/dev/null \
+      || python3 -m pip install -q --break-system-packages "$module"
+  fi
+done
 
 # Packaging (packaging/build-deb.sh, tests/packaging.rs): cargo-deb builds the .deb
 # (strip/objcopy from binutils); systemd-analyze verifies the unit and scores its
