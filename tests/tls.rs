@@ -783,3 +783,182 @@ fn auto_passthrough_and_terminated_tcp() {
     let out = s_client(tls_echo, "echo.example.com", &ca, "hello\n", "echo hello");
     assert!(out.contains("echo hello"), "{out}");
 }
+
+/// One `openssl s_client` request to `addr` with SNI `sni` at `version` (`-tls1_2` or
+/// `-tls1_3`), saving its session to `sess`, or resuming from it when `resume`; with
+/// `client`, a client certificate. Returns whether the session was reused (`None` if
+/// the handshake failed).
+fn handshake(
+    addr: SocketAddr,
+    sni: &str,
+    ca: &Cert,
+    client: Option<&Cert>,
+    version: &str,
+    sess: &std::path::Path,
+    resume: bool,
+) -> Option<bool> {
+    let mut cmd = std::process::Command::new("openssl");
+    cmd.args(["s_client", "-ign_eof", "-verify_return_error", version])
+        .arg("-connect")
+        .arg(addr.to_string())
+        .args(["-servername", sni, "-CAfile"])
+        .arg(&ca.crt)
+        .arg(if resume { "-sess_in" } else { "-sess_out" })
+        .arg(sess);
+    if let Some(c) = client {
+        cmd.arg("-cert").arg(&c.crt).arg("-key").arg(&c.key);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl is installed by tests/setup.sh");
+    let request = format!("GET / HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !text.contains("HTTP/1.1 200") {
+        return None;
+    }
+    let proto = if version == "-tls1_3" {
+        "TLSv1.3"
+    } else {
+        "TLSv1.2"
+    };
+    if text.contains(&format!("Reused, {proto}")) {
+        Some(true)
+    } else if text.contains(&format!("New, {proto}")) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+#[test]
+fn sessions_resume_across_reloads_but_not_across_servers_or_client_cas() {
+    let s = Setup::new("resume");
+    let ca = pki::ca(&s.pki(), "ca");
+    let client_ca = pki::ca(&s.pki(), "client-ca");
+    let leaf = pki::leaf(&s.pki(), &ca, "leaf", "/CN=gateway", &["DNS:*.example.com"]);
+    let client = pki::leaf(
+        &s.pki(),
+        &client_ca,
+        "client",
+        "/CN=client",
+        &["DNS:c.example.com"],
+    );
+    pki::install_credential(&s.creds(), "simple", &leaf, None);
+    pki::install_credential(&s.creds(), "mutual", &leaf, Some(&client_ca));
+    let other_port = free_port();
+    let up = Upstream::start("app");
+    let yaml = |extra_host: &str| {
+        format!(
+            "{GW}  - port: {{number: {{PORT}}, name: https, protocol: HTTPS}}\n    tls: {{mode: SIMPLE, credentialName: simple}}\n    hosts: [a.example.com{extra_host}]\n  - port: {{number: {{PORT}}, name: https-mutual, protocol: HTTPS}}\n    tls: {{mode: MUTUAL, credentialName: mutual}}\n    hosts: [m.example.com]\n  - port: {{number: {other_port}, name: https-other, protocol: HTTPS}}\n    tls: {{mode: SIMPLE, serverCertificate: {{PKI}}/leaf.crt, privateKey: {{PKI}}/leaf.key}}\n    hosts: [a.example.com]\n{}{}",
+            service("app.internal", 80, up.port(), "app: a"),
+            http_vs("all", "\"*.example.com\"", "app.internal"),
+        )
+    };
+    s.config(&yaml(""));
+    let gw = s.start();
+    let other: SocketAddr = format!("127.0.0.1:{other_port}").parse().unwrap();
+    let sess = |name: &str| s.dir.join(format!("{name}.sess"));
+    for v in ["-tls1_2", "-tls1_3"] {
+        let f = sess(v);
+        assert_eq!(
+            handshake(s.addr(), "a.example.com", &ca, None, v, &f, false),
+            Some(false),
+            "{v}"
+        );
+        assert_eq!(
+            handshake(s.addr(), "a.example.com", &ca, None, v, &f, true),
+            Some(true),
+            "{v} resumes"
+        );
+        // Another server (its own port and credential) does not take the session.
+        assert_eq!(
+            handshake(other, "a.example.com", &ca, None, v, &f, true),
+            Some(false),
+            "{v} elsewhere"
+        );
+    }
+    // A reload (a host added to the server) keeps the server's sessions.
+    s.config(&yaml(", b.example.com"));
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &gw.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let t = Instant::now();
+    while !get(gw.admin, "admin", "/server_info", &[])
+        .text()
+        .replace(' ', "")
+        .contains("\"config_generation\":2")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no reload:\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        handshake(
+            s.addr(),
+            "b.example.com",
+            &ca,
+            None,
+            "-tls1_2",
+            &sess("b"),
+            false
+        ),
+        Some(false)
+    );
+    for v in ["-tls1_2", "-tls1_3"] {
+        assert_eq!(
+            handshake(s.addr(), "a.example.com", &ca, None, v, &sess(v), true),
+            Some(true),
+            "{v} after reload"
+        );
+    }
+    // MUTUAL: resumes while the client CA stays; a changed CA file starts afresh, so a
+    // session verified against the old CA cannot come back.
+    let m = sess("mutual");
+    let mutual = |resume| {
+        handshake(
+            s.addr(),
+            "m.example.com",
+            &ca,
+            Some(&client),
+            "-tls1_3",
+            &m,
+            resume,
+        )
+    };
+    assert_eq!(mutual(false), Some(false));
+    assert_eq!(mutual(true), Some(true));
+    let ca_file = s.creds().join("mutual/ca.crt");
+    let mut pem = std::fs::read_to_string(&ca_file).unwrap();
+    pem.push('\n');
+    std::fs::write(&ca_file, pem).unwrap();
+    let t = Instant::now();
+    while s.log().matches("credential reloaded").count() < 1 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no refresh:\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        mutual(true),
+        Some(false),
+        "a session from before the CA change resumed"
+    );
+}

@@ -197,7 +197,7 @@ pub fn load(files: &CredentialFiles) -> Result<Credential, CredentialError> {
         }
     };
     let signer =
-        rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| CredentialError {
+        rustls::crypto::aws_lc_rs::sign::any_supported_type(&key).map_err(|e| CredentialError {
             field: key_field,
             message: format!("private key {} is not usable: {e}", files.key.display()),
         })?;

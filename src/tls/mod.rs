@@ -9,5 +9,6 @@ pub mod client_hello;
 pub mod connection;
 pub mod credentials;
 pub mod peer_identity;
+pub mod resumption;
 pub mod server_tls;
 pub mod settings;

@@ -4,10 +4,11 @@
 
 use super::credentials::{self, Credential, CredentialError, CredentialFiles};
 use super::peer_identity::PeerIdentity;
+use super::resumption::{self, Resumption};
 use super::settings::{ServerTlsSpec, TlsMode, TlsVersion};
 use arc_swap::ArcSwap;
 use rustls::client::danger::HandshakeSignatureValid;
-use rustls::crypto::{ring, CryptoProvider};
+use rustls::crypto::{aws_lc_rs, CryptoProvider};
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
@@ -27,27 +28,27 @@ pub const ALPN_HTTP: &[&[u8]] = &[b"h2", b"http/1.1"];
 const TLS12_SUITES: &[(&str, SupportedCipherSuite)] = &[
     (
         "ECDHE-ECDSA-AES128-GCM-SHA256",
-        ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        aws_lc_rs::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
     ),
     (
         "ECDHE-ECDSA-AES256-GCM-SHA384",
-        ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        aws_lc_rs::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
     ),
     (
         "ECDHE-ECDSA-CHACHA20-POLY1305",
-        ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        aws_lc_rs::cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
     ),
     (
         "ECDHE-RSA-AES128-GCM-SHA256",
-        ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        aws_lc_rs::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
     ),
     (
         "ECDHE-RSA-AES256-GCM-SHA384",
-        ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        aws_lc_rs::cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
     ),
     (
         "ECDHE-RSA-CHACHA20-POLY1305",
-        ring::cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        aws_lc_rs::cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
     ),
 ];
 
@@ -69,9 +70,12 @@ pub fn unknown_cipher_suites(entries: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// The ring provider narrowed to the TLS 1.2 suites named (all TLS 1.3 suites kept).
+/// The aws-lc-rs provider narrowed to the TLS 1.2 suites named (all TLS 1.3 suites kept).
+/// aws-lc-rs rather than ring (which Pingora's own connectors keep): measured in memory
+/// on the 2-core rig, an ECDSA P-256 server handshake costs 76 µs instead of 85 (TLS 1.3)
+/// and 51 instead of 75 (TLS 1.2).
 fn provider(cipher_suites: &[String]) -> CryptoProvider {
-    let mut p = ring::default_provider();
+    let mut p = aws_lc_rs::default_provider();
     if !cipher_suites.is_empty() {
         let wanted: Vec<&str> = cipher_suites.iter().flat_map(|e| suite_names(e)).collect();
         p.cipher_suites.retain(|s| match s {
@@ -160,11 +164,13 @@ impl ClientCertVerifier for SanRestricted {
     }
 }
 
-/// Builds the rustls config for a server from its loaded credential.
+/// Builds the rustls config for a server from its loaded credential; sessions resume
+/// through `resumption`'s cache and ticket keys.
 pub fn server_config(
     cred: Credential,
     tls: &ServerTlsSpec,
     alpn: &[&[u8]],
+    resumption: &Resumption,
 ) -> Result<ServerConfig, CredentialError> {
     let err = |field: &'static str| {
         move |e: rustls::Error| CredentialError {
@@ -202,6 +208,10 @@ pub fn server_config(
         .with_single_cert(cred.chain, cred.key)
         .map_err(err("serverCertificate"))?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config.session_storage = resumption.cache.clone();
+    if let Some(t) = &resumption.tickets {
+        config.ticketer = t.clone();
+    }
     Ok(config)
 }
 
@@ -219,6 +229,10 @@ pub struct ServerTls {
     settings: ServerTlsSpec,
     alpn: &'static [&'static [u8]],
     config: ArcSwap<ServerConfig>,
+    /// Session cache and ticket keys, kept across reloads and certificate refreshes; new
+    /// when the client CA changes (a session verified against the old CA must not
+    /// resume). Taken only when a config is built.
+    resumption: Mutex<Resumption>,
     /// Stamps of the files the current config was built from; only the refresher takes it.
     stamps: Mutex<Vec<Stamp>>,
 }
@@ -238,13 +252,26 @@ impl ServerTls {
         alpn: &'static [&'static [u8]],
     ) -> Result<ServerTls, CredentialError> {
         let stamps = Self::stamps_of(&files);
-        let config = Self::build(&files, settings, alpn)?;
+        let resumption = Self::resumption(&files, settings);
+        let config = Self::build(&files, settings, alpn, &resumption)?;
         Ok(ServerTls {
             files,
             settings: settings.clone(),
             alpn,
             config: ArcSwap::from_pointee(config),
+            resumption: Mutex::new(resumption),
             stamps: Mutex::new(stamps),
+        })
+    }
+
+    /// The resumption state of a server with these files, settings and client CA file
+    /// as it is now (see [`resumption::for_server`]).
+    fn resumption(files: &CredentialFiles, settings: &ServerTlsSpec) -> Resumption {
+        let ca = files.ca.as_ref().map(stamp);
+        resumption::for_server(&format!("{files:?} {settings:?} {ca:?}"), || {
+            aws_lc_rs::Ticketer::new()
+                .map_err(|e| log::warn!("TLS session tickets off: {e}"))
+                .ok()
         })
     }
 
@@ -260,9 +287,10 @@ impl ServerTls {
         files: &CredentialFiles,
         settings: &ServerTlsSpec,
         alpn: &[&[u8]],
+        resumption: &Resumption,
     ) -> Result<ServerConfig, CredentialError> {
         let cred = credentials::load(files)?;
-        server_config(cred, settings, alpn)
+        server_config(cred, settings, alpn, resumption)
     }
 
     /// The config new handshakes use.
@@ -278,8 +306,13 @@ impl ServerTls {
         if *seen == now {
             return Ok(false);
         }
+        let ca_changed = seen.get(2) != now.get(2);
         *seen = now;
-        let config = Self::build(&self.files, &self.settings, self.alpn)?;
+        let mut resumption = self.resumption.lock().unwrap_or_else(|p| p.into_inner());
+        if ca_changed {
+            *resumption = Self::resumption(&self.files, &self.settings);
+        }
+        let config = Self::build(&self.files, &self.settings, self.alpn, &resumption)?;
         self.config.store(Arc::new(config));
         Ok(true)
     }
