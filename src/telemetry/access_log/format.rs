@@ -536,6 +536,90 @@ mod tests {
         assert_eq!(v["requested_server_name"], "db.example.com");
     }
 
+    /// Whole lines, byte for byte: IPv4 and IPv6 addresses, flags, headers with odd
+    /// bytes, in both encodings.
+    #[test]
+    fn istio_lines_byte_for_byte() {
+        let (mut req, resp) = (request(), response());
+        let e = http(&req, &resp);
+        assert_eq!(
+            line(&Format::istio_json(), &e),
+            concat!(
+                r#"{"start_time":"2024-06-02T13:24:57.930Z","route_name":"default","method":"GET","#,
+                r#""path":"/p?q=1","protocol":"HTTP/1.1","response_code":200,"response_flags":"-","#,
+                r#""response_code_details":"via_upstream","connection_termination_details":null,"#,
+                r#""bytes_received":0,"bytes_sent":11,"duration":12,"upstream_service_time":"5","#,
+                r#""x_forwarded_for":"10.0.0.1","user_agent":"curl/8.0","request_id":"abc","#,
+                r#""authority":"example.com","upstream_host":"10.1.0.5:8080","#,
+                r#""upstream_cluster":"outbound|8080||svc.ns.svc.cluster.local","#,
+                r#""upstream_local_address":"10.0.0.2:40000","downstream_local_address":"10.0.0.2:80","#,
+                r#""downstream_remote_address":"10.0.0.1:5555","requested_server_name":null,"#,
+                r#""upstream_transport_failure_reason":null}"#,
+                "\n"
+            )
+        );
+        req.insert_header(
+            "user-agent",
+            HeaderValue::from_bytes(b"Mozilla \"5.0\" \\ caf\xc3\xa9 \t\xff").unwrap(),
+        )
+        .unwrap();
+        let mut e = http(&req, &resp);
+        e.flags.insert(ResponseFlags::UC);
+        e.flags.insert(ResponseFlags::DC);
+        e.upstream_host = Some("[2001:db8:0:1::5]:8080".parse().unwrap());
+        e.upstream_local_address = Some("[::1]:40000".parse().unwrap());
+        e.downstream_local_address = Some("[::ffff:10.0.0.2]:80".parse().unwrap());
+        e.downstream_remote_address = Some("255.255.255.255:65535".parse().unwrap());
+        e.upstream_transport_failure_reason = Some("tls error: bad cert");
+        e.requested_server_name = Some("a.example.com");
+        assert_eq!(
+            line(&Format::istio_json(), &e),
+            concat!(
+                r#"{"start_time":"2024-06-02T13:24:57.930Z","route_name":"default","method":"GET","#,
+                r#""path":"/p?q=1","protocol":"HTTP/1.1","response_code":200,"response_flags":"UC,DC","#,
+                r#""response_code_details":"via_upstream","connection_termination_details":null,"#,
+                r#""bytes_received":0,"bytes_sent":11,"duration":12,"upstream_service_time":"5","#,
+                r#""x_forwarded_for":"10.0.0.1","#,
+                r#""user_agent":"Mozilla \"5.0\" \\ café \t\u00ff","request_id":"abc","#,
+                r#""authority":"example.com","upstream_host":"[2001:db8:0:1::5]:8080","#,
+                r#""upstream_cluster":"outbound|8080||svc.ns.svc.cluster.local","#,
+                r#""upstream_local_address":"[::1]:40000","downstream_local_address":"[::ffff:10.0.0.2]:80","#,
+                r#""downstream_remote_address":"255.255.255.255:65535","requested_server_name":"a.example.com","#,
+                r#""upstream_transport_failure_reason":"tls_error:_bad_cert"}"#,
+                "\n"
+            )
+        );
+        let mut out = Vec::new();
+        Format::istio_text().write(&e, &mut out);
+        assert_eq!(
+            out,
+            [
+                &b"[2024-06-02T13:24:57.930Z] \"GET /p?q=1 HTTP/1.1\" 200 UC,DC via_upstream - \
+                   \"tls_error:_bad_cert\" 0 11 12 5 \"10.0.0.1\" \"Mozilla \"5.0\" \\ caf\xc3\xa9 \t\xff\" \
+                   \"abc\" \"example.com\" \"[2001:db8:0:1::5]:8080\" \
+                   outbound|8080||svc.ns.svc.cluster.local [::1]:40000 [::ffff:10.0.0.2]:80 \
+                   255.255.255.255:65535 a.example.com default\n"[..],
+            ]
+            .concat()
+        );
+        let f = Format::json(
+            r#"{"a": "%UPSTREAM_HOST% %DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%:%DOWNSTREAM_REMOTE_PORT%",
+                "f": "[%RESPONSE_FLAGS%]", "t": "%START_TIME(%s.%3f)% %START_TIME%",
+                "u": "<%REQ(USER-AGENT):9%>", "i": "%UPSTREAM_LOCAL_ADDRESS_WITHOUT_PORT%",
+                "p": "%UPSTREAM_LOCAL_PORT%"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            line(&f, &e),
+            concat!(
+                r#"{"a":"[2001:db8:0:1::5]:8080 255.255.255.255:65535","f":"[UC,DC]","#,
+                r#""t":"1717334697.930 2024-06-02T13:24:57.930Z","u":"<Mozilla \">","#,
+                r#""i":"::1","p":40000}"#,
+                "\n"
+            )
+        );
+    }
+
     #[test]
     fn custom_text_formats() {
         let (mut req, resp) = (request(), response());

@@ -5,7 +5,7 @@
 //! Names, argument rules and error texts follow Envoy's `stream_info_formatter.cc`,
 //! `http_specific_formatter.cc` and `CommandSyntaxChecker`.
 
-use super::digits::push_u64;
+use super::digits::{push_ipv4, push_u64};
 use super::json::escape_into;
 use super::time::TimeFormat;
 // absl's `StatusCodeToString` names, indexed by code: the names `fault.abort.grpcStatus`
@@ -516,6 +516,31 @@ fn grpc_name(code: u32, names: &'static [&'static str]) -> Value<'static> {
     }
 }
 
+/// Appends `%RESPONSE_FLAGS%` as `ResponseFlags`' `Display` writes it (`UF,URX`, `-`
+/// when none), without `core::fmt`: its names, read once, one per bit in the bits'
+/// order, which is Envoy's printing order.
+fn push_flags(out: &mut Vec<u8>, f: ResponseFlags) {
+    static NAMES: OnceLock<[Box<str>; 16]> = OnceLock::new();
+    if f.is_empty() {
+        out.push(b'-');
+        return;
+    }
+    let names = NAMES.get_or_init(|| {
+        std::array::from_fn(|i| ResponseFlags::from_bits(1 << i).to_string().into())
+    });
+    let mut bits = f.bits();
+    let mut first = true;
+    while bits != 0 {
+        let i = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        if !first {
+            out.push(b',');
+        }
+        out.extend_from_slice(names[i].as_bytes());
+        first = false;
+    }
+}
+
 impl Value<'_> {
     /// Appends the value (not [`Value::Absent`], which the caller writes): raw for a
     /// text line, escaped for the inside of a JSON string (`json`).
@@ -551,17 +576,273 @@ impl Value<'_> {
                     out.extend(s.bytes().map(|b| if ok(b) { b } else { b'_' }));
                 }
             }
-            // Writing into a Vec cannot fail.
+            // IPv4 by hand (the common case); IPv6 (zero runs, mapped IPv4, scope ids)
+            // as std writes it. Writing into a Vec cannot fail.
+            Value::Addr(SocketAddr::V4(a)) => push_ipv4(out, *a.ip(), Some(a.port())),
             Value::Addr(a) => {
                 let _ = write!(out, "{a}");
             }
+            Value::Ip(IpAddr::V4(ip)) => push_ipv4(out, ip, None),
             Value::Ip(ip) => {
                 let _ = write!(out, "{ip}");
             }
-            Value::Flags(f) => {
-                let _ = write!(out, "{f}");
-            }
+            Value::Flags(f) => push_flags(out, f),
             Value::Time(f, t) => f.write(t, out, json),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV6};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn written(v: Value<'_>, json: bool) -> String {
+        let mut out = b"<".to_vec();
+        v.write(&mut out, json);
+        out.push(b'>');
+        String::from_utf8(out).unwrap()
+    }
+
+    fn both(v: Value<'_>) -> String {
+        let (t, j) = (written(v, false), written(v, true));
+        assert_eq!(t, j, "no address or flag needs escaping");
+        t
+    }
+
+    #[test]
+    fn addresses_are_written_exactly() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("0.0.0.0:0", "<0.0.0.0:0>", "<0.0.0.0>"),
+            ("1.2.3.4:5", "<1.2.3.4:5>", "<1.2.3.4>"),
+            ("10.0.0.1:5555", "<10.0.0.1:5555>", "<10.0.0.1>"),
+            ("127.0.0.1:28180", "<127.0.0.1:28180>", "<127.0.0.1>"),
+            ("100.64.10.99:80", "<100.64.10.99:80>", "<100.64.10.99>"),
+            (
+                "255.255.255.255:65535",
+                "<255.255.255.255:65535>",
+                "<255.255.255.255>",
+            ),
+            ("[::]:0", "<[::]:0>", "<::>"),
+            ("[::1]:443", "<[::1]:443>", "<::1>"),
+            (
+                "[2001:db8::1]:8080",
+                "<[2001:db8::1]:8080>",
+                "<2001:db8::1>",
+            ),
+            (
+                "[::ffff:10.0.0.1]:80",
+                "<[::ffff:10.0.0.1]:80>",
+                "<::ffff:10.0.0.1>",
+            ),
+            (
+                "[1:2:3:4:5:6:7:8]:65535",
+                "<[1:2:3:4:5:6:7:8]:65535>",
+                "<1:2:3:4:5:6:7:8>",
+            ),
+            (
+                "[fe80::abcd:0:0:1]:1",
+                "<[fe80::abcd:0:0:1]:1>",
+                "<fe80::abcd:0:0:1>",
+            ),
+        ];
+        for &(a, full, ip) in cases {
+            let a: SocketAddr = a.parse().unwrap();
+            assert_eq!(both(Value::Addr(a)), full);
+            assert_eq!(both(Value::Ip(a.ip())), ip);
+            assert_eq!(
+                both(Value::Number(a.port().into())),
+                format!("<{}>", a.port())
+            );
+        }
+        // A scope id is written after the address, as std does.
+        let scoped = SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 80, 7, 3));
+        assert_eq!(both(Value::Addr(scoped)), "<[fe80::1%3]:80>");
+    }
+
+    /// The bytes are those of std's `Display` (what a line held before addresses were
+    /// hand-written), over a spread of addresses and ports.
+    #[test]
+    fn addresses_match_std_display() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..20_000u32 {
+            let r = next();
+            // Every octet width and every port width.
+            let octets = match i % 4 {
+                0 => (r as u32).to_be_bytes(),
+                1 => [(r % 10) as u8, (r >> 8) as u8 % 100, (r >> 16) as u8, 0],
+                2 => [255, (r >> 8) as u8 % 10, 99, (r >> 24) as u8 % 100],
+                _ => [(r >> 5) as u8, 0, 0, (r >> 40) as u8],
+            };
+            let port = match i % 5 {
+                0 => (r >> 32) as u16,
+                1 => (r >> 32) as u16 % 10,
+                2 => (r >> 32) as u16 % 100,
+                3 => (r >> 32) as u16 % 1000,
+                _ => (r >> 32) as u16 % 10000,
+            };
+            let a = SocketAddr::from((Ipv4Addr::from(octets), port));
+            assert_eq!(written(Value::Addr(a), true), format!("<{a}>"));
+            assert_eq!(written(Value::Ip(a.ip()), false), format!("<{}>", a.ip()));
+            let segs = [
+                (r >> 48) as u16,
+                0,
+                (r >> 16) as u16 & (i as u16),
+                0,
+                0,
+                r as u16,
+                (r >> 32) as u16 % 3,
+                1,
+            ];
+            let v6 = Ipv6Addr::new(
+                segs[0], segs[1], segs[2], segs[3], segs[4], segs[5], segs[6], segs[7],
+            );
+            let a = SocketAddr::from((v6, port));
+            assert_eq!(written(Value::Addr(a), false), format!("<{a}>"));
+            assert_eq!(written(Value::Ip(a.ip()), true), format!("<{}>", a.ip()));
+        }
+    }
+
+    #[test]
+    fn flags_are_written_as_envoy() {
+        assert_eq!(both(Value::Flags(ResponseFlags::default())), "<->");
+        let mut f = ResponseFlags::default();
+        f.insert(ResponseFlags::URX);
+        f.insert(ResponseFlags::UF);
+        assert_eq!(both(Value::Flags(f)), "<UF,URX>");
+        assert_eq!(both(Value::Flags(ResponseFlags::DR)), "<DR>");
+        assert_eq!(
+            both(Value::Flags(ResponseFlags::from_bits(u16::MAX))),
+            "<UH,UT,UR,UF,UC,UO,NR,DI,FI,RL,DC,URX,SI,DPE,NC,DR>"
+        );
+        for bits in 0..=u16::MAX {
+            let f = ResponseFlags::from_bits(bits);
+            assert_eq!(written(Value::Flags(f), bits % 2 == 0), format!("<{f}>"));
+        }
+    }
+
+    #[test]
+    fn times_are_written_in_each_encoding() {
+        let t = UNIX_EPOCH + Duration::new(1_717_334_697, 930_120_000);
+        let f = TimeFormat::default();
+        assert_eq!(both(Value::Time(&f, t)), "<2024-06-02T13:24:57.930Z>");
+        let f = TimeFormat::parse("\"%s\\%E*S").unwrap();
+        assert_eq!(
+            written(Value::Time(&f, t), false),
+            "<\"1717334697\\57.93012>"
+        );
+        assert_eq!(
+            written(Value::Time(&f, t), true),
+            "<\\\"1717334697\\\\57.93012>"
+        );
+    }
+
+    fn request() -> RequestHeader {
+        let mut r = RequestHeader::build("POST", b"/a/b?c=d&e", None).unwrap();
+        r.insert_header("Host", "example.com:8443").unwrap();
+        r.insert_header("User-Agent", "curl/8.0").unwrap();
+        r.insert_header("x-custom", "caf\u{e9} \"q\"\\").unwrap();
+        r.append_header("x-dup", "first").unwrap();
+        r.append_header("x-dup", "second").unwrap();
+        r.insert_header("x-empty", "").unwrap();
+        r
+    }
+
+    fn op(s: &str) -> Op {
+        let (command, rest) = s.split_once('(').unwrap();
+        let (arg, max) = rest.split_once(')').unwrap();
+        let max = max.strip_prefix(':').map(|m| m.parse().unwrap());
+        parse(command, arg, max).unwrap()
+    }
+
+    #[test]
+    fn header_operators_with_and_without_max() {
+        let req = request();
+        let mut resp = ResponseHeader::build(503, None).unwrap();
+        resp.insert_header("x-envoy-upstream-service-time", "12")
+            .unwrap();
+        resp.insert_header("Server", "meshgate").unwrap();
+        let mut e = Exchange::new(UNIX_EPOCH, Duration::ZERO);
+        e.request = Some(&req);
+        e.response = Some(&resp);
+        e.scheme = Some("https");
+        // Text: the raw bytes (shown lossily), `-` when absent; JSON: a string,
+        // escaped, or `null` when absent.
+        let cases: &[(&str, &str, &str)] = &[
+            ("REQ(:METHOD)", "POST", r#""POST""#),
+            ("REQ(:method):2", "PO", r#""PO""#),
+            ("REQ(:PATH)", "/a/b?c=d&e", r#""/a/b?c=d&e""#),
+            ("REQ(:PATH):4", "/a/b", r#""/a/b""#),
+            (
+                "REQ(:AUTHORITY)",
+                "example.com:8443",
+                r#""example.com:8443""#,
+            ),
+            ("REQ(:AUTHORITY):7", "example", r#""example""#),
+            ("REQ(:SCHEME)", "https", r#""https""#),
+            ("REQ(USER-AGENT)", "curl/8.0", r#""curl/8.0""#),
+            ("REQ(user-agent):0", "", r#""""#),
+            ("REQ(User-Agent):100", "curl/8.0", r#""curl/8.0""#),
+            (
+                "REQ(X-CUSTOM)",
+                "caf\u{e9} \"q\"\\",
+                "\"caf\u{e9} \\\"q\\\"\\\\\"",
+            ),
+            // A cut inside a UTF-8 character: the raw byte, escaped in JSON.
+            ("REQ(X-CUSTOM):4", "caf\u{fffd}", r#""caf\u00c3""#),
+            ("REQ(X-DUP)", "first", r#""first""#),
+            ("REQ(X-EMPTY)", "", r#""""#),
+            ("REQ(X-MISSING)", "-", "null"),
+            ("REQ(X-MISSING):3", "-", "null"),
+            ("REQ(X-MISSING?USER-AGENT)", "curl/8.0", r#""curl/8.0""#),
+            ("REQ(X-MISSING?USER-AGENT):3", "cur", r#""cur""#),
+            ("REQ(HOST?USER-AGENT):4", "exam", r#""exam""#),
+            ("REQ(X-MISSING?X-ALSO-MISSING)", "-", "null"),
+            (
+                "REQ(X-ENVOY-ORIGINAL-PATH?:PATH)",
+                "/a/b?c=d&e",
+                r#""/a/b?c=d&e""#,
+            ),
+            ("RESP(:STATUS)", "503", r#""503""#),
+            ("RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)", "12", r#""12""#),
+            ("RESP(server):4", "mesh", r#""mesh""#),
+            ("RESP(X-MISSING?SERVER)", "meshgate", r#""meshgate""#),
+            ("RESP(X-MISSING)", "-", "null"),
+            ("RESP(:STATUS?SERVER):1", "5", r#""5""#),
+        ];
+        for &(o, text, json) in cases {
+            let op = op(o);
+            let v = op.value(&e);
+            let mut t = Vec::new();
+            v.write(&mut t, false);
+            assert_eq!(String::from_utf8_lossy(&t), text, "{o} text");
+            let mut j = Vec::new();
+            match v {
+                Value::Absent => j.extend_from_slice(b"null"),
+                v => {
+                    j.push(b'"');
+                    v.write(&mut j, true);
+                    j.push(b'"');
+                }
+            }
+            assert_eq!(String::from_utf8(j).unwrap(), json, "{o} json");
+        }
+        // No request or response: absent.
+        let e = Exchange::new(UNIX_EPOCH, Duration::ZERO);
+        for o in [
+            "REQ(:METHOD)",
+            "REQ(USER-AGENT)",
+            "RESP(:STATUS)",
+            "RESP(SERVER):2",
+        ] {
+            assert!(matches!(op(o).value(&e), Value::Absent), "{o}");
         }
     }
 }

@@ -9,6 +9,7 @@
 
 use super::digits::{push_i64, push_padded, push_u64};
 use super::json;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Envoy's `AccessLogDateTimeFormatter` default: UTC, milliseconds.
@@ -194,10 +195,102 @@ enum Piece {
 }
 
 /// A compiled `%START_TIME(...)%` format.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Most of a line's time changes once a second: that part is formatted once per second
+/// per thread and copied from then on ([`CACHE`]); only the fraction of the second is
+/// written for each line.
+#[derive(Debug, Clone)]
 pub struct TimeFormat {
     pieces: Vec<Piece>,
+    /// The pieces split into runs that depend on the second only and pieces that
+    /// depend on the fraction.
+    steps: Box<[Step]>,
+    /// The pieces of each [`Step::Second`], in order.
+    runs: Runs,
+    /// This format's key in the per-thread cache: unique per compiled format (a clone,
+    /// the same format, shares it).
+    id: u64,
 }
+
+impl PartialEq for TimeFormat {
+    fn eq(&self, other: &TimeFormat) -> bool {
+        self.pieces == other.pieces
+    }
+}
+
+impl Eq for TimeFormat {}
+
+/// A step of writing a time.
+#[derive(Debug, Clone)]
+enum Step {
+    /// Pieces that depend on the second only: copied from the cache.
+    Second,
+    /// `%f`, `%3f`, ...: that many digits of the fraction.
+    Fraction(u8),
+    /// `%E*f`: the fraction without trailing zeros.
+    FractionFull,
+    /// The end of `%E*S`: `.` and the fraction without trailing zeros, if it has any.
+    DotFractionFull,
+}
+
+/// The pieces of each [`Step::Second`] of a format, in order.
+type Runs = Box<[Box<[Piece]>]>;
+
+/// Splits pieces into [`Step`]s, and the pieces that depend on the second only into one
+/// run per [`Step::Second`].
+fn plan(pieces: &[Piece]) -> (Box<[Step]>, Runs) {
+    let mut steps = Vec::new();
+    let mut runs: Vec<Vec<Piece>> = Vec::new();
+    let second = |p: Piece, steps: &mut Vec<Step>, runs: &mut Vec<Vec<Piece>>| {
+        if !matches!(steps.last(), Some(Step::Second)) {
+            steps.push(Step::Second);
+            runs.push(Vec::new());
+        }
+        runs.last_mut().expect("a run was pushed").push(p);
+    };
+    for p in pieces {
+        match p {
+            Piece::Fraction(n) => steps.push(Step::Fraction(*n)),
+            Piece::FractionFull => steps.push(Step::FractionFull),
+            Piece::SecondsFraction(0) => second(Piece::Second, &mut steps, &mut runs),
+            Piece::SecondsFraction(n) => {
+                second(Piece::Second, &mut steps, &mut runs);
+                second(lit_piece("."), &mut steps, &mut runs);
+                steps.push(Step::Fraction(*n));
+            }
+            Piece::SecondsFull => {
+                second(Piece::Second, &mut steps, &mut runs);
+                steps.push(Step::DotFractionFull);
+            }
+            p => second(p.clone(), &mut steps, &mut runs),
+        }
+    }
+    (
+        steps.into(),
+        runs.into_iter().map(Vec::into_boxed_slice).collect(),
+    )
+}
+
+/// The formats' second-dependent parts as last written on this thread, one entry per
+/// format and encoding: `text` holds the runs of [`Step::Second`] end to end, `ends`
+/// where each stops.
+struct Cached {
+    id: u64,
+    json: bool,
+    secs: i64,
+    text: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+/// Entries kept per thread: a config holds a format or two; a reload's new ones push
+/// out the oldest.
+const CACHED_FORMATS: usize = 8;
+
+thread_local! {
+    static CACHE: std::cell::RefCell<Vec<Cached>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Default for TimeFormat {
     fn default() -> Self {
@@ -336,73 +429,153 @@ impl TimeFormat {
             }
         }
         flush(&mut lit, &mut pieces);
-        Ok(TimeFormat { pieces })
+        let (steps, runs) = plan(&pieces);
+        Ok(TimeFormat {
+            pieces,
+            steps,
+            runs,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        })
     }
 
     /// Appends `t` formatted; in a JSON string (`json`) the literal text is escaped (the
     /// conversions never need it).
     pub fn write(&self, t: SystemTime, out: &mut Vec<u8>, json: bool) {
-        let u = Utc::of(t);
+        let (secs, nanos) = epoch_parts(t);
+        let cached = CACHE.try_with(|cache| {
+            let Ok(mut cache) = cache.try_borrow_mut() else {
+                return false;
+            };
+            let at = match cache.iter().position(|c| c.id == self.id && c.json == json) {
+                Some(at) => at,
+                None => {
+                    if cache.len() == CACHED_FORMATS {
+                        cache.remove(0);
+                    }
+                    cache.push(Cached {
+                        id: self.id,
+                        json,
+                        // Not a second: rendered below.
+                        secs: i64::MIN,
+                        text: Vec::new(),
+                        ends: Vec::new(),
+                    });
+                    cache.len() - 1
+                }
+            };
+            let c = &mut cache[at];
+            if c.secs != secs || secs == i64::MIN {
+                self.render_seconds(secs, json, c);
+            }
+            let mut start = 0;
+            let mut ends = c.ends.iter();
+            for step in self.steps.iter() {
+                match step {
+                    Step::Second => {
+                        let end = *ends.next().expect("one end per run");
+                        out.extend_from_slice(&c.text[start..end]);
+                        start = end;
+                    }
+                    step => write_fraction(step, nanos, out),
+                }
+            }
+            true
+        });
+        if cached != Ok(true) {
+            self.write_uncached(secs, nanos, out, json);
+        }
+    }
+
+    /// Renders the runs of [`Step::Second`] for `secs` into `c`.
+    fn render_seconds(&self, secs: i64, json: bool, c: &mut Cached) {
+        let u = Utc::from_epoch(secs, 0);
+        c.text.clear();
+        c.ends.clear();
+        for run in self.runs.iter() {
+            for p in run.iter() {
+                write_piece(p, &u, &mut c.text, json);
+            }
+            c.ends.push(c.text.len());
+        }
+        c.secs = secs;
+    }
+
+    /// Writes every piece from the broken-down time (no cache).
+    fn write_uncached(&self, secs: i64, nanos: u32, out: &mut Vec<u8>, json: bool) {
+        let u = Utc::from_epoch(secs, nanos);
         for p in &self.pieces {
-            match p {
-                Piece::Literal { raw, json: escaped } => {
-                    out.extend_from_slice(if json { escaped } else { raw })
-                }
-                Piece::Year => push_i64(out, u.year),
-                Piece::Century => push_padded(out, u.year.div_euclid(100).unsigned_abs(), 2),
-                Piece::Year2 => push_padded(out, u.year.rem_euclid(100) as u64, 2),
-                Piece::Month => push_padded(out, u.month.into(), 2),
-                Piece::Day => push_padded(out, u.day.into(), 2),
-                Piece::DaySpace => {
-                    if u.day < 10 {
-                        out.push(b' ');
-                    }
-                    push_u64(out, u.day.into());
-                }
-                Piece::Hour => push_padded(out, u.hour.into(), 2),
-                Piece::Hour12 => push_padded(out, ((u.hour + 11) % 12 + 1).into(), 2),
-                Piece::AmPm => out.extend_from_slice(if u.hour < 12 { b"AM" } else { b"PM" }),
-                Piece::Minute => push_padded(out, u.minute.into(), 2),
-                Piece::Second => push_padded(out, u.second.into(), 2),
-                Piece::YearDay => push_padded(out, u.yday.into(), 3),
-                Piece::WeekdayShort => {
-                    out.extend_from_slice(&WEEKDAYS[u.weekday as usize].as_bytes()[..3])
-                }
-                Piece::WeekdayLong => {
-                    out.extend_from_slice(WEEKDAYS[u.weekday as usize].as_bytes())
-                }
-                Piece::WeekdayIso => {
-                    push_u64(out, if u.weekday == 0 { 7 } else { u.weekday.into() })
-                }
-                Piece::WeekdayNum => push_u64(out, u.weekday.into()),
-                Piece::MonthShort => {
-                    out.extend_from_slice(&MONTHS[u.month as usize - 1].as_bytes()[..3])
-                }
-                Piece::MonthLong => out.extend_from_slice(MONTHS[u.month as usize - 1].as_bytes()),
-                Piece::Epoch => push_i64(out, u.epoch),
-                Piece::Fraction(n) => push_fraction(out, u.nanos, *n),
-                Piece::FractionFull => push_fraction(out, u.nanos, significant_digits(u.nanos)),
-                Piece::SecondsFraction(n) => {
-                    push_padded(out, u.second.into(), 2);
-                    if *n > 0 {
-                        out.push(b'.');
-                        push_fraction(out, u.nanos, *n);
-                    }
-                }
-                Piece::SecondsFull => {
-                    push_padded(out, u.second.into(), 2);
-                    let n = significant_digits(u.nanos);
-                    if n > 0 {
-                        out.push(b'.');
-                        push_fraction(out, u.nanos, n);
-                    }
-                }
-                Piece::Offset => out.extend_from_slice(b"+0000"),
-                Piece::OffsetColon => out.extend_from_slice(b"+00:00"),
-                Piece::OffsetColonSeconds => out.extend_from_slice(b"+00:00:00"),
-                Piece::Zone => out.extend_from_slice(b"UTC"),
+            write_piece(p, &u, out, json);
+        }
+    }
+}
+
+/// Writes a [`Step`] that depends on the fraction of the second.
+fn write_fraction(step: &Step, nanos: u32, out: &mut Vec<u8>) {
+    match step {
+        Step::Second => {}
+        Step::Fraction(n) => push_fraction(out, nanos, *n),
+        Step::FractionFull => push_fraction(out, nanos, significant_digits(nanos)),
+        Step::DotFractionFull => {
+            let n = significant_digits(nanos);
+            if n > 0 {
+                out.push(b'.');
+                push_fraction(out, nanos, n);
             }
         }
+    }
+}
+
+/// Writes one piece of `u`.
+fn write_piece(p: &Piece, u: &Utc, out: &mut Vec<u8>, json: bool) {
+    match p {
+        Piece::Literal { raw, json: escaped } => {
+            out.extend_from_slice(if json { escaped } else { raw })
+        }
+        Piece::Year => push_i64(out, u.year),
+        Piece::Century => push_padded(out, u.year.div_euclid(100).unsigned_abs(), 2),
+        Piece::Year2 => push_padded(out, u.year.rem_euclid(100) as u64, 2),
+        Piece::Month => push_padded(out, u.month.into(), 2),
+        Piece::Day => push_padded(out, u.day.into(), 2),
+        Piece::DaySpace => {
+            if u.day < 10 {
+                out.push(b' ');
+            }
+            push_u64(out, u.day.into());
+        }
+        Piece::Hour => push_padded(out, u.hour.into(), 2),
+        Piece::Hour12 => push_padded(out, ((u.hour + 11) % 12 + 1).into(), 2),
+        Piece::AmPm => out.extend_from_slice(if u.hour < 12 { b"AM" } else { b"PM" }),
+        Piece::Minute => push_padded(out, u.minute.into(), 2),
+        Piece::Second => push_padded(out, u.second.into(), 2),
+        Piece::YearDay => push_padded(out, u.yday.into(), 3),
+        Piece::WeekdayShort => out.extend_from_slice(&WEEKDAYS[u.weekday as usize].as_bytes()[..3]),
+        Piece::WeekdayLong => out.extend_from_slice(WEEKDAYS[u.weekday as usize].as_bytes()),
+        Piece::WeekdayIso => push_u64(out, if u.weekday == 0 { 7 } else { u.weekday.into() }),
+        Piece::WeekdayNum => push_u64(out, u.weekday.into()),
+        Piece::MonthShort => out.extend_from_slice(&MONTHS[u.month as usize - 1].as_bytes()[..3]),
+        Piece::MonthLong => out.extend_from_slice(MONTHS[u.month as usize - 1].as_bytes()),
+        Piece::Epoch => push_i64(out, u.epoch),
+        Piece::Fraction(n) => push_fraction(out, u.nanos, *n),
+        Piece::FractionFull => push_fraction(out, u.nanos, significant_digits(u.nanos)),
+        Piece::SecondsFraction(n) => {
+            push_padded(out, u.second.into(), 2);
+            if *n > 0 {
+                out.push(b'.');
+                push_fraction(out, u.nanos, *n);
+            }
+        }
+        Piece::SecondsFull => {
+            push_padded(out, u.second.into(), 2);
+            let n = significant_digits(u.nanos);
+            if n > 0 {
+                out.push(b'.');
+                push_fraction(out, u.nanos, n);
+            }
+        }
+        Piece::Offset => out.extend_from_slice(b"+0000"),
+        Piece::OffsetColon => out.extend_from_slice(b"+00:00"),
+        Piece::OffsetColonSeconds => out.extend_from_slice(b"+00:00:00"),
+        Piece::Zone => out.extend_from_slice(b"UTC"),
     }
 }
 
@@ -549,6 +722,217 @@ mod tests {
         f.write(at(0, 0), &mut js, true);
         assert_eq!(raw, b"\"1970\\");
         assert_eq!(js, b"\\\"1970\\\\");
+    }
+
+    const ALL: &str = "%Y %C %y %m %d %e %H %I %p %M %S %j %a %A %u %w %b %h %B %s|%f %3f \
+        %E*f %E6S %E0S %E*S %E2f|%z %Ez %E*z %Z %T %R %F %D %r %c %% %t\"\\";
+
+    fn both(f: &TimeFormat, t: SystemTime) -> (String, String) {
+        let (mut raw, mut js) = (b"<".to_vec(), b"<".to_vec());
+        f.write(t, &mut raw, false);
+        f.write(t, &mut js, true);
+        (
+            String::from_utf8(raw).unwrap(),
+            String::from_utf8(js).unwrap(),
+        )
+    }
+
+    #[test]
+    fn every_conversion_exactly() {
+        let f = TimeFormat::parse(ALL).unwrap();
+        assert_eq!(
+            both(&f, at(1_717_334_697, 930_120_000)),
+            (
+                "<2024 20 24 06 02  2 13 01 PM 24 57 154 Sun Sunday 7 0 Jun Jun June 1717334697|\
+                 930120000 930 93012 57.930120 57 57.93012 93|+0000 +00:00 +00:00:00 UTC \
+                 13:24:57 13:24 2024-06-02 06/02/24 01:24:57 PM Sun Jun  2 13:24:57 2024 % \t\"\\"
+                    .to_owned(),
+                "<2024 20 24 06 02  2 13 01 PM 24 57 154 Sun Sunday 7 0 Jun Jun June 1717334697|\
+                 930120000 930 93012 57.930120 57 57.93012 93|+0000 +00:00 +00:00:00 UTC \
+                 13:24:57 13:24 2024-06-02 06/02/24 01:24:57 PM Sun Jun  2 13:24:57 2024 % \\t\\\"\\\\"
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            both(&f, at(946_684_800, 0)).0,
+            "<2000 20 00 01 01  1 00 12 AM 00 00 001 Sat Saturday 6 6 Jan Jan January 946684800|\
+             000000000 000 0 00.000000 00 00 00|+0000 +00:00 +00:00:00 UTC \
+             00:00:00 00:00 2000-01-01 01/01/00 12:00:00 AM Sat Jan  1 00:00:00 2000 % \t\"\\"
+        );
+        assert_eq!(
+            both(&f, at(1_700_000_000 + 12 * 3600, 5)).0,
+            "<2023 20 23 11 15 15 10 10 AM 13 20 319 Wed Wednesday 3 3 Nov Nov November 1700043200|\
+             000000005 000 000000005 20.000000 20 20.000000005 00|+0000 +00:00 +00:00:00 UTC \
+             10:13:20 10:13 2023-11-15 11/15/23 10:13:20 AM Wed Nov 15 10:13:20 2023 % \t\"\\"
+        );
+    }
+
+    /// One format written for a run of times, as a thread logging requests does: the
+    /// same second again, the next one, an earlier one, the other encoding, another
+    /// format in between, days apart, before the epoch.
+    #[test]
+    fn a_run_of_times_each_exact() {
+        let d = TimeFormat::default();
+        let f = TimeFormat::parse("%s %H:%M:%S.%6f %E*S|%F").unwrap();
+        let g = TimeFormat::parse("%a %d \"%b\" %Y %T").unwrap();
+        let base = 1_717_334_697;
+        let steps: &[(i64, u32, &str, &str, &str)] = &[
+            (
+                0,
+                930_120_000,
+                "2024-06-02T13:24:57.930Z",
+                "1717334697 13:24:57.930120 57.93012|2024-06-02",
+                "Sun 02 \\\"Jun\\\" 2024 13:24:57",
+            ),
+            (
+                0,
+                930_999_999,
+                "2024-06-02T13:24:57.930Z",
+                "1717334697 13:24:57.930999 57.930999999|2024-06-02",
+                "Sun 02 \\\"Jun\\\" 2024 13:24:57",
+            ),
+            (
+                0,
+                999_999_999,
+                "2024-06-02T13:24:57.999Z",
+                "1717334697 13:24:57.999999 57.999999999|2024-06-02",
+                "Sun 02 \\\"Jun\\\" 2024 13:24:57",
+            ),
+            (
+                1,
+                0,
+                "2024-06-02T13:24:58.000Z",
+                "1717334698 13:24:58.000000 58|2024-06-02",
+                "Sun 02 \\\"Jun\\\" 2024 13:24:58",
+            ),
+            (
+                1,
+                1_000_000,
+                "2024-06-02T13:24:58.001Z",
+                "1717334698 13:24:58.001000 58.001|2024-06-02",
+                "Sun 02 \\\"Jun\\\" 2024 13:24:58",
+            ),
+            (
+                0,
+                5,
+                "2024-06-02T13:24:57.000Z",
+                "1717334697 13:24:57.000000 57.000000005|2024-06-02",
+                "Sun 02 \\\"Jun\\\" 2024 13:24:57",
+            ),
+            (
+                62,
+                0,
+                "2024-06-02T13:25:59.000Z",
+                "1717334759 13:25:59.000000 59|2024-06-02",
+                "Sun 02 \\\"Jun\\\" 2024 13:25:59",
+            ),
+            (
+                38_102,
+                500_000_000,
+                "2024-06-02T23:59:59.500Z",
+                "1717372799 23:59:59.500000 59.5|2024-06-02",
+                "Sun 02 \\\"Jun\\\" 2024 23:59:59",
+            ),
+            (
+                38_103,
+                0,
+                "2024-06-03T00:00:00.000Z",
+                "1717372800 00:00:00.000000 00|2024-06-03",
+                "Mon 03 \\\"Jun\\\" 2024 00:00:00",
+            ),
+            (
+                86_400 * 30,
+                930_120_000,
+                "2024-07-02T13:24:57.930Z",
+                "1719926697 13:24:57.930120 57.93012|2024-07-02",
+                "Tue 02 \\\"Jul\\\" 2024 13:24:57",
+            ),
+            (
+                -base,
+                0,
+                "1970-01-01T00:00:00.000Z",
+                "0 00:00:00.000000 00|1970-01-01",
+                "Thu 01 \\\"Jan\\\" 1970 00:00:00",
+            ),
+            (
+                -base - 1,
+                250_000_000,
+                "1969-12-31T23:59:59.250Z",
+                "-1 23:59:59.250000 59.25|1969-12-31",
+                "Wed 31 \\\"Dec\\\" 1969 23:59:59",
+            ),
+            (
+                0,
+                930_120_000,
+                "2024-06-02T13:24:57.930Z",
+                "1717334697 13:24:57.930120 57.93012|2024-06-02",
+                "Sun 02 \\\"Jun\\\" 2024 13:24:57",
+            ),
+        ];
+        for round in 0..3 {
+            for &(ds, nanos, dw, fw, gw) in steps {
+                let secs = base + ds;
+                let t = if secs >= 0 {
+                    UNIX_EPOCH + Duration::new(secs as u64, nanos)
+                } else {
+                    UNIX_EPOCH - Duration::new((-secs) as u64, 0) + Duration::new(0, nanos)
+                };
+                let json = round == 1;
+                let w = |f: &TimeFormat| {
+                    let mut out = Vec::new();
+                    f.write(t, &mut out, json);
+                    String::from_utf8(out).unwrap()
+                };
+                assert_eq!(w(&d), dw, "{secs}.{nanos}");
+                assert_eq!(w(&f), fw, "{secs}.{nanos}");
+                let gw = if json {
+                    gw.to_owned()
+                } else {
+                    gw.replace("\\\"", "\"")
+                };
+                assert_eq!(w(&g), gw, "{secs}.{nanos}");
+                // A clone (a shared format) writes the same.
+                assert_eq!(w(&g.clone()), gw);
+                assert_eq!(w(&TimeFormat::parse("%a %d \"%b\" %Y %T").unwrap()), gw);
+            }
+        }
+    }
+
+    #[test]
+    fn formats_written_from_many_threads() {
+        let f = std::sync::Arc::new(TimeFormat::parse(ALL).unwrap());
+        let want: Vec<(String, String)> = (0..200u64)
+            .map(|i| {
+                both(
+                    &f,
+                    at(
+                        1_717_334_697 + i / 3 * 7919,
+                        (i * 37_000_001 % 1_000_000_000) as u32,
+                    ),
+                )
+            })
+            .collect();
+        let want = std::sync::Arc::new(want);
+        let threads: Vec<_> = (0..4)
+            .map(|k| {
+                let (f, want) = (f.clone(), want.clone());
+                std::thread::spawn(move || {
+                    for round in 0..5u64 {
+                        for i in 0..200u64 {
+                            let i = (i + k * 50 + round) % 200;
+                            let t = at(
+                                1_717_334_697 + i / 3 * 7919,
+                                (i * 37_000_001 % 1_000_000_000) as u32,
+                            );
+                            assert_eq!(both(&f, t), want[i as usize]);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
     }
 
     #[test]
