@@ -46,20 +46,46 @@ impl Rng {
         self.step()
     }
 
-    /// A version-4 UUID, as Envoy generates for `x-request-id`.
-    pub fn uuid(&self) -> String {
+    /// A version-4 UUID, as Envoy generates for `x-request-id`: 36 ASCII bytes
+    /// (`8-4-4-4-12` lowercase hex digits), written without allocating.
+    pub fn uuid_bytes(&self) -> [u8; 36] {
         let (a, b) = (self.random(), self.random());
-        let hi = (a & 0xffff_ffff_ffff_0fff) | 0x4000;
-        let lo = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-        format!(
-            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-            hi >> 32,
-            (hi >> 16) & 0xffff,
-            hi & 0xffff,
-            lo >> 48,
-            lo & 0xffff_ffff_ffff
-        )
+        uuid_from(a, b)
     }
+
+    /// [`Self::uuid_bytes`] as a string.
+    pub fn uuid(&self) -> String {
+        let b = self.uuid_bytes();
+        // Hex digits and dashes only: ASCII.
+        String::from_utf8_lossy(&b).into_owned()
+    }
+}
+
+/// The UUID of two random numbers: version 4, variant 10, lowercase hex with dashes.
+fn uuid_from(a: u64, b: u64) -> [u8; 36] {
+    /// Each byte's two lowercase hex digits.
+    const HEX: [[u8; 2]; 256] = {
+        let digits = b"0123456789abcdef";
+        let mut t = [[0; 2]; 256];
+        let mut i = 0;
+        while i < 256 {
+            t[i] = [digits[i >> 4], digits[i & 0xf]];
+            i += 1;
+        }
+        t
+    };
+    let hi = (a & 0xffff_ffff_ffff_0fff) | 0x4000;
+    let lo = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    let mut out = [b'-'; 36];
+    // `hi` fills the first three groups (8, 4, 4 digits), `lo` the last two (4, 12):
+    // where each byte's two digits go.
+    const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+    let bytes = [hi.to_be_bytes(), lo.to_be_bytes()];
+    for (k, &byte) in bytes.as_flattened().iter().enumerate() {
+        let at = AT[k];
+        out[at..at + 2].copy_from_slice(&HEX[byte as usize]);
+    }
+    out
 }
 
 /// A random number from one process-wide generator, for code without its own.
@@ -88,5 +114,43 @@ mod tests {
         assert_eq!(&id[14..15], "4");
         assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
         assert_ne!(id, r.uuid());
+    }
+
+    /// The formatter `uuid_from` replaced.
+    fn formatted(a: u64, b: u64) -> String {
+        let hi = (a & 0xffff_ffff_ffff_0fff) | 0x4000;
+        let lo = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+        format!(
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            hi >> 32,
+            (hi >> 16) & 0xffff,
+            hi & 0xffff,
+            lo >> 48,
+            lo & 0xffff_ffff_ffff
+        )
+    }
+
+    #[test]
+    fn uuids_as_formatted_before() {
+        let edges = [0, 1, u64::MAX, 0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210];
+        for a in edges {
+            for b in edges {
+                assert_eq!(uuid_from(a, b).as_slice(), formatted(a, b).as_bytes());
+            }
+        }
+        for seed in [0, 1, 42, 0xdead_beef, u64::MAX] {
+            let r = Rng {
+                seq: AtomicU64::new(0),
+                seed,
+            };
+            let check = Rng {
+                seq: AtomicU64::new(0),
+                seed,
+            };
+            for _ in 0..100 {
+                let (a, b) = (check.random(), check.random());
+                assert_eq!(r.uuid(), formatted(a, b));
+            }
+        }
     }
 }

@@ -36,7 +36,9 @@ pub struct RequestContext {
     pub flags: ResponseFlags,
     /// An allowed CORS `Origin`, echoed on the response.
     pub cors_origin: Option<String>,
-    pub mirror: Option<PendingMirror>,
+    /// Boxed: rare, and large (a whole request head); the context is moved with the
+    /// request's future.
+    pub mirror: Option<Box<PendingMirror>>,
     /// MeshConfig `streamIdleTimeout`: the longest wait for the upstream's next bytes.
     pub stream_idle_timeout: Option<Duration>,
     /// The current try's wait for upstream bytes is the stream idle timeout (SI when it
@@ -52,8 +54,9 @@ pub struct RequestContext {
     pub grpc_status: Option<u32>,
     /// The local address of the upstream connection (`%UPSTREAM_LOCAL_ADDRESS%`).
     pub upstream_local: Option<SocketAddr>,
-    /// gRPC messages counted (request, response), for a gRPC request.
-    pub grpc_messages: Option<(MessageCounter, MessageCounter)>,
+    /// gRPC messages counted (request, response), for a gRPC request (boxed: only gRPC
+    /// requests have them).
+    pub grpc_messages: Option<Box<(MessageCounter, MessageCounter)>>,
     /// The `consistentHash` key's hash, and a cookie to set on the answer.
     pub hash: super::hash_key::Key,
     /// The request's place under the cluster's circuit breakers.

@@ -20,11 +20,13 @@ pub(super) async fn preflight(
         return Ok(false);
     };
     let req = session.req_header();
-    let Some(origin) = header(req, "origin").map(str::to_string) else {
+    let Some(origin) = header(req, http::header::ORIGIN).map(str::to_string) else {
         return Ok(false);
     };
     let preflight = req.method == http::Method::OPTIONS
-        && req.headers.contains_key("access-control-request-method");
+        && req
+            .headers
+            .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD);
     let allowed = cors.allows(&origin);
     if !preflight {
         if allowed {

@@ -11,8 +11,11 @@ use crate::config::model::ForwardClientCertDetails;
 use crate::rng::Rng;
 use crate::snapshot::settings::DownstreamSettings;
 use crate::tls::connection as tls_connection;
+use http::header::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
+use pingora::ErrorType::InvalidHTTPHeader;
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// What Envoy's `mutateRequestHeaders` / `cleanInternalHeaders` remove from an external
@@ -68,15 +71,114 @@ pub fn trusted_client(xff: &str, trusted_hops: u32) -> Option<IpAddr> {
     last.trim().parse().ok()
 }
 
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+
+/// Which of the headers [`forwarding_headers`] looks at the client sent, found in one
+/// pass over the names (no look-up or removal of absent ones).
+#[derive(Default)]
+struct Present {
+    /// Any `x-envoy-*` header.
+    envoy: bool,
+    forwarded_for: bool,
+    forwarded_proto: bool,
+    request_id: bool,
+    client_cert: bool,
+}
+
+impl Present {
+    fn of(req: &RequestHeader) -> Present {
+        let mut p = Present::default();
+        for k in req.headers.keys() {
+            let Some(rest) = k.as_str().strip_prefix("x-") else {
+                continue;
+            };
+            match rest {
+                "forwarded-for" => p.forwarded_for = true,
+                "forwarded-proto" => p.forwarded_proto = true,
+                "request-id" => p.request_id = true,
+                "forwarded-client-cert" => p.client_cert = true,
+                _ => p.envoy |= rest.starts_with("envoy-"),
+            }
+        }
+        p
+    }
+}
+
 /// The client's `x-forwarded-for` values, joined as one list.
-fn forwarded_for(req: &RequestHeader) -> Option<String> {
-    let mut values = req
-        .headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let first = values.next()?;
-    Some(values.fold(first, |acc, v| format!("{acc},{v}")))
+fn forwarded_for(req: &RequestHeader) -> Option<Cow<'_, str>> {
+    let mut values = req.headers.get_all(&X_FORWARDED_FOR).iter();
+    let first = String::from_utf8_lossy(values.next()?.as_bytes());
+    let Some(second) = values.next() else {
+        return Some(first);
+    };
+    let mut all = first.into_owned();
+    for v in std::iter::once(second).chain(values) {
+        all.push(',');
+        all.push_str(&String::from_utf8_lossy(v.as_bytes()));
+    }
+    Some(Cow::Owned(all))
+}
+
+/// An IP address as its `Display` text, written on the stack.
+struct IpText {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl IpText {
+    fn new(ip: IpAddr) -> IpText {
+        let mut t = IpText {
+            buf: [0; 48],
+            len: 0,
+        };
+        match ip {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        t.push(b'.');
+                    }
+                    if octet >= 100 {
+                        t.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        t.push(b'0' + octet / 10 % 10);
+                    }
+                    t.push(b'0' + octet % 10);
+                }
+            }
+            // The longest IPv6 text is 45 bytes; the buffer holds it.
+            IpAddr::V6(v6) => {
+                let _ = std::fmt::Write::write_fmt(&mut t, format_args!("{v6}"));
+            }
+        }
+        t
+    }
+
+    fn push(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    fn as_str(&self) -> &str {
+        // Digits, dots, colons and hex letters only.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+
+    fn value(&self) -> Result<HeaderValue> {
+        HeaderValue::from_bytes(&self.buf[..self.len])
+            .or_err(InvalidHTTPHeader, "invalid value while insert")
+    }
+}
+
+impl std::fmt::Write for IpText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 /// The gateway's own request headers: sanitizing, forwarding headers, request id,
@@ -84,7 +186,7 @@ fn forwarded_for(req: &RequestHeader) -> Option<String> {
 pub(super) fn forwarding_headers(
     rng: &Rng,
     session: &mut Session,
-    scheme: &str,
+    scheme: &'static str,
     tls: Option<&tls_connection::TlsConnection>,
     settings: &DownstreamSettings,
 ) -> Result<()> {
@@ -92,45 +194,79 @@ pub(super) fn forwarding_headers(
         .client_addr()
         .and_then(|a| a.as_inet().map(|i| i.ip()));
     let req = session.req_header_mut();
-    if req
-        .headers
-        .keys()
-        .any(|k| k.as_str().starts_with("x-envoy-"))
-    {
+    let present = Present::of(req);
+    if present.envoy {
         for h in ENVOY_INTERNAL_HEADERS {
             req.remove_header(h);
         }
     }
-    let xff = forwarded_for(req);
-    let client_ip = xff
-        .as_deref()
-        .and_then(|x| trusted_client(x, settings.num_trusted_proxies))
-        .or(peer_ip);
-    if let Some(ip) = peer_ip {
-        let appended = match &xff {
-            Some(prev) => format!("{prev}, {ip}"),
-            None => ip.to_string(),
+    let peer_text = peer_ip.map(IpText::new);
+    // `x-forwarded-for` with the peer appended, and the trusted client address.
+    let (appended, client_ip) = {
+        let xff = if present.forwarded_for {
+            forwarded_for(req)
+        } else {
+            None
         };
-        req.insert_header("x-forwarded-for", appended)?;
+        let client_ip = xff
+            .as_deref()
+            .and_then(|x| trusted_client(x, settings.num_trusted_proxies))
+            .or(peer_ip);
+        let appended = match (&xff, &peer_text) {
+            (Some(prev), Some(ip)) => {
+                let ip = ip.as_str();
+                let mut v = String::with_capacity(prev.len() + 2 + ip.len());
+                v.push_str(prev);
+                v.push_str(", ");
+                v.push_str(ip);
+                Some(v)
+            }
+            _ => None,
+        };
+        (appended, client_ip)
+    };
+    let mut peer_value = None;
+    if let Some(ip) = &peer_text {
+        match appended {
+            Some(v) => req.insert_header("x-forwarded-for", v)?,
+            None => {
+                let v = ip.value()?;
+                req.insert_header("x-forwarded-for", v.clone())?;
+                peer_value = Some(v);
+            }
+        }
     }
     // A proxy in front that is trusted may have said how the client came in.
-    if settings.num_trusted_proxies == 0 || req.headers.get("x-forwarded-proto").is_none() {
-        req.insert_header("x-forwarded-proto", scheme)?;
+    if settings.num_trusted_proxies == 0 || !present.forwarded_proto {
+        req.insert_header("x-forwarded-proto", HeaderValue::from_static(scheme))?;
     }
     if let Some(ip) = client_ip {
-        req.insert_header("x-envoy-external-address", ip.to_string())?;
+        // Mostly the peer, already written for `x-forwarded-for`.
+        let v = match peer_value {
+            Some(v) if Some(ip) == peer_ip => v,
+            _ => IpText::new(ip).value()?,
+        };
+        req.insert_header("x-envoy-external-address", v)?;
     }
-    if req.headers.get("x-request-id").is_none() {
-        req.insert_header("x-request-id", rng.uuid())?;
+    if !present.request_id {
+        let id = HeaderValue::from_bytes(&rng.uuid_bytes())
+            .or_err(InvalidHTTPHeader, "invalid value while insert")?;
+        req.insert_header("x-request-id", id)?;
     }
     let peer = tls.and_then(|t| t.peer());
-    client_cert(req, settings.forward_client_cert, peer.map(|p| p.xfcc()))
+    client_cert(
+        req,
+        present.client_cert,
+        settings.forward_client_cert,
+        peer.map(|p| p.xfcc()),
+    )
 }
 
 /// Envoy's `mutateXfccRequestHeader`: `details` describes a verified client
-/// certificate (`None` without mutual TLS).
+/// certificate (`None` without mutual TLS); `present`: the client sent the header.
 fn client_cert(
     req: &mut RequestHeader,
+    present: bool,
     mode: ForwardClientCertDetails,
     details: Option<String>,
 ) -> Result<()> {
@@ -141,13 +277,19 @@ fn client_cert(
     }
     let details = match (mode, details) {
         (Sanitize, _) | (_, None) => {
-            req.remove_header(XFCC);
+            if present {
+                req.remove_header(&X_FORWARDED_CLIENT_CERT);
+            }
             return Ok(());
         }
         (ForwardOnly, _) => return Ok(()),
         (_, Some(d)) => d,
     };
-    let value = match (mode, req.headers.get(XFCC)) {
+    let prev = match present {
+        true => req.headers.get(&X_FORWARDED_CLIENT_CERT),
+        false => None,
+    };
+    let value = match (mode, prev) {
         (AppendForward, Some(prev)) if !prev.is_empty() => {
             format!("{},{details}", String::from_utf8_lossy(prev.as_bytes()))
         }
@@ -181,7 +323,8 @@ mod tests {
             if let Some(c) = client {
                 r.insert_header("x-forwarded-client-cert", c).unwrap();
             }
-            client_cert(&mut r, mode, details.map(String::from)).unwrap();
+            let present = r.headers.contains_key("x-forwarded-client-cert");
+            client_cert(&mut r, present, mode, details.map(String::from)).unwrap();
             r.headers
                 .get("x-forwarded-client-cert")
                 .map(|v| v.to_str().unwrap().to_string())
@@ -198,5 +341,68 @@ mod tests {
         assert_eq!(run(SanitizeSet, c, None), None);
         assert_eq!(run(AlwaysForwardOnly, c, None).as_deref(), Some("By=x"));
         assert_eq!(run(AlwaysForwardOnly, c, d).as_deref(), Some("By=x"));
+    }
+
+    #[test]
+    fn ip_text_as_display() {
+        for ip in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "10.0.100.9",
+            "127.0.0.1",
+            "255.255.255.255",
+            "99.100.101.199",
+            "::",
+            "::1",
+            "2001:db8::1",
+            "::ffff:1.2.3.4",
+            "fe80::1:2:3:4",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "1:0:0:1:0:0:0:1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(IpText::new(ip).as_str(), ip.to_string());
+            assert_eq!(IpText::new(ip).value().unwrap(), ip.to_string().as_str());
+        }
+    }
+
+    #[test]
+    fn client_forwarded_for_values_joined() {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        assert_eq!(forwarded_for(&r), None);
+        r.append_header("x-forwarded-for", "1.1.1.1").unwrap();
+        assert_eq!(forwarded_for(&r).as_deref(), Some("1.1.1.1"));
+        r.append_header("X-Forwarded-For", "2.2.2.2, 3.3.3.3")
+            .unwrap();
+        r.append_header("x-forwarded-for", b"\xff4".as_slice())
+            .unwrap();
+        assert_eq!(
+            forwarded_for(&r).as_deref(),
+            Some("1.1.1.1,2.2.2.2, 3.3.3.3,\u{fffd}4")
+        );
+    }
+
+    #[test]
+    fn headers_present_in_one_pass() {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        let p = Present::of(&r);
+        assert!(!(p.envoy || p.forwarded_for || p.forwarded_proto || p.request_id));
+        assert!(!p.client_cert);
+        for h in [
+            "X-Envoy-Foo",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "X-Request-Id",
+            "x-forwarded-client-cert",
+        ] {
+            r.append_header(h.to_string(), "v").unwrap();
+        }
+        let p = Present::of(&r);
+        assert!(p.envoy && p.forwarded_for && p.forwarded_proto && p.request_id);
+        assert!(p.client_cert);
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        r.append_header("x-envoyx", "v").unwrap();
+        r.append_header("x-forwarded-host", "v").unwrap();
+        assert!(!Present::of(&r).envoy);
     }
 }

@@ -21,7 +21,7 @@ pub const BODY_FAULT_ABORT: &str = "fault filter abort";
 /// content-type `application/grpc` or `application/grpc+…` (gRPC-Web is not).
 pub fn is_grpc(req: &pingora::http::RequestHeader) -> bool {
     req.headers
-        .get("content-type")
+        .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| {
             ct == "application/grpc"
@@ -65,7 +65,7 @@ fn grpc_message(body: &[u8]) -> String {
 pub async fn reply(
     session: &mut Session,
     status: u16,
-    headers: &[(&str, &str)],
+    headers: &[(&'static str, &str)],
     body: &[u8],
 ) -> Result<()> {
     if is_grpc(session.req_header()) {
@@ -73,7 +73,7 @@ pub async fn reply(
     }
     let mut resp = ResponseHeader::build(status, Some(headers.len() + 2))?;
     for (k, v) in headers {
-        resp.append_header(k.to_string(), *v)?;
+        resp.append_header(*k, *v)?;
     }
     resp.insert_header("content-length", body.len().to_string())?;
     if !body.is_empty()
@@ -101,12 +101,12 @@ pub async fn local_reply(session: &mut Session, status: u16, body: &[u8]) -> Res
 async fn grpc_trailers_only(
     session: &mut Session,
     code: u32,
-    headers: &[(&str, &str)],
+    headers: &[(&'static str, &str)],
     message: &[u8],
 ) -> Result<()> {
     let mut resp = ResponseHeader::build(200, Some(headers.len() + 3))?;
     for (k, v) in headers {
-        resp.append_header(k.to_string(), *v)?;
+        resp.append_header(*k, *v)?;
     }
     resp.insert_header("content-type", "application/grpc")?;
     resp.insert_header("grpc-status", code.to_string())?;

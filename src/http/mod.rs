@@ -41,6 +41,7 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use context::{PendingMirror, RequestContext, ResponseFlags};
+use http::{HeaderName, HeaderValue};
 use local_reply::*;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -52,6 +53,47 @@ use std::time::Instant;
 
 /// Envoy's local-reply body when `streamIdleTimeout` runs out.
 const BODY_STREAM_TIMEOUT: &str = "stream timeout";
+
+/// Looked up on every answer (and in trailers): a name parsed once.
+static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
+/// `0` to `999` back to back, the text of a small number found without formatting.
+const SMALL_NUMBERS: [u8; 2890] = small_numbers();
+
+const fn small_numbers() -> [u8; 2890] {
+    let mut out = [0; 2890];
+    let (mut n, mut i) = (0, 0);
+    while n < 1000 {
+        if n >= 100 {
+            out[i] = b'0' + (n / 100) as u8;
+            i += 1;
+        }
+        if n >= 10 {
+            out[i] = b'0' + (n / 10 % 10) as u8;
+            i += 1;
+        }
+        out[i] = b'0' + (n % 10) as u8;
+        i += 1;
+        n += 1;
+    }
+    out
+}
+
+static SMALL_NUMBERS_TEXT: &str = match std::str::from_utf8(&SMALL_NUMBERS) {
+    Ok(s) => s,
+    Err(_) => panic!("digits are ASCII"),
+};
+
+/// A number as a header value (its decimal text); no allocation below 1000.
+fn number_value(n: u64) -> HeaderValue {
+    let (start, len) = match n {
+        0..=9 => (n as usize, 1),
+        10..=99 => (10 + (n as usize - 10) * 2, 2),
+        100..=999 => (190 + (n as usize - 100) * 3, 3),
+        _ => return HeaderValue::from(n),
+    };
+    HeaderValue::from_static(&SMALL_NUMBERS_TEXT[start..start + len])
+}
 
 pub struct GatewayProxy {
     /// The serving generation: snapshot and cluster states.
@@ -166,7 +208,7 @@ impl ProxyHttp for GatewayProxy {
             return Ok(true);
         }
         if is_grpc(session.req_header()) {
-            ctx.grpc_messages = Some(Default::default());
+            ctx.grpc_messages = Some(Box::default());
         }
         let local = session
             .server_addr()
@@ -235,7 +277,11 @@ impl ProxyHttp for GatewayProxy {
         }
         rewrite::apply(session.req_header_mut(), &route, ctx.destination, new_path)?;
         // The headers the gateway set reach the upstream whatever `Connection:` names.
-        if session.req_header().headers.contains_key("connection") {
+        if session
+            .req_header()
+            .headers
+            .contains_key(http::header::CONNECTION)
+        {
             let route_sets: Vec<&str> = rewrite::headers_set(&route, ctx.destination).collect();
             sanitize::protect_from_connection(session.req_header_mut(), |name| {
                 forwarding::GATEWAY_HEADERS.contains(&name)
@@ -325,13 +371,13 @@ impl ProxyHttp for GatewayProxy {
         if !mirrors.is_empty() {
             let req = session.req_header();
             if has_body(req) {
-                ctx.mirror = Some(PendingMirror {
+                ctx.mirror = Some(Box::new(PendingMirror {
                     clusters: mirrors,
                     head: req.clone(),
                     authority: authority_of(req).to_string(),
                     body: Vec::new(),
                     reserved: mirror::BODY_BUDGET.reserve(),
-                });
+                }));
             } else {
                 let authority = authority_of(req);
                 for c in mirrors {
@@ -370,7 +416,7 @@ impl ProxyHttp for GatewayProxy {
             m.body.extend_from_slice(b);
         }
         if end_of_stream {
-            if let Some(m) = ctx.mirror.take() {
+            if let Some(m) = ctx.mirror.take().map(|m| *m) {
                 // One copy of the body, shared by the clusters' requests.
                 let body = Bytes::from(m.body);
                 let reserved = Arc::new(m.reserved);
@@ -399,10 +445,13 @@ impl ProxyHttp for GatewayProxy {
             .clone()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route chosen"))?;
         let policy = &route.policy.retry;
-        // A retry backs off first (never past the route's deadline).
-        let backoff = ctx.retry.backoff(policy, self.rng.random(), Instant::now());
+        // A retry backs off first (never past the route's deadline). One clock read
+        // serves the back-off and the try's start (again after a back-off).
+        let mut now = Instant::now();
+        let backoff = ctx.retry.backoff(policy, self.rng.random(), now);
         if !backoff.is_zero() {
             tokio::time::sleep(backoff).await;
+            now = Instant::now();
         }
         let cluster = ctx
             .cluster
@@ -417,7 +466,7 @@ impl ProxyHttp for GatewayProxy {
             Some(a) => Some(Arc::new(EndpointState::new(a, 1, 0))),
             None => cluster.pick(Request {
                 hash: ctx.hash.hash,
-                tried: &ctx.retry.tried,
+                tried: ctx.retry.tried(),
                 random: self.rng.random(),
             }),
         };
@@ -429,7 +478,7 @@ impl ProxyHttp for GatewayProxy {
                 "no healthy upstream",
             ));
         };
-        match ctx.retry.begin(policy, ep.address, Instant::now()) {
+        match ctx.retry.begin(policy, ep.address, now) {
             Ok(wait) => {
                 // The stream idle timeout bounds the wait too, when it is the shorter.
                 let idle = ctx.stream_idle_timeout;
@@ -463,17 +512,13 @@ impl ProxyHttp for GatewayProxy {
         // HTTP/1 only: an HTTP/2 request must not carry `Connection` (per-connection
         // limits are not applied to upstream HTTP/2 connections).
         if ctx.close_upstream && upstream_request.version != http::Version::HTTP_2 {
-            upstream_request.insert_header("connection", "close")?;
+            upstream_request.insert_header("connection", HeaderValue::from_static("close"))?;
         }
         // Istio turns on Envoy's `include_request_attempt_count`.
-        const COUNTS: [&str; 12] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"];
-        match COUNTS.get(ctx.retry.attempts as usize) {
-            Some(n) => upstream_request
-                .insert_header("x-envoy-attempt-count", http::HeaderValue::from_static(n))?,
-            None => upstream_request
-                .insert_header("x-envoy-attempt-count", ctx.retry.attempts.to_string())?,
-        }
-        Ok(())
+        upstream_request.insert_header(
+            "x-envoy-attempt-count",
+            number_value(u64::from(ctx.retry.attempts)),
+        )
     }
 
     async fn upstream_response_filter(
@@ -494,15 +539,17 @@ impl ProxyHttp for GatewayProxy {
         let status = resp.status.as_u16();
         let grpc = resp
             .headers
-            .get("grpc-status")
+            .get(&GRPC_STATUS)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
         record(ctx, Attempt::Status(status));
         let replayable = !session.as_ref().retry_buffer_truncated();
+        // One clock read: the retry decision and the service time.
+        let now = Instant::now();
         let decision = ctx.retry.after(
             &policy.retry,
             retry::Outcome::Answered { status, grpc },
-            Instant::now(),
+            now,
             replayable,
         );
         ctx.flags.insert(decision.flags);
@@ -514,10 +561,13 @@ impl ProxyHttp for GatewayProxy {
         ctx.via_upstream = true;
         ctx.grpc_status = grpc;
         if let Some(t) = ctx.retry.attempt_started {
-            resp.insert_header(
-                "x-envoy-upstream-service-time",
-                t.elapsed().as_millis().to_string(),
-            )?;
+            let ms = now.saturating_duration_since(t).as_millis();
+            let value = match u64::try_from(ms) {
+                Ok(ms) => number_value(ms),
+                Err(_) => HeaderValue::from_str(&ms.to_string())
+                    .or_err(ErrorType::InvalidHTTPHeader, "invalid value while insert")?,
+            };
+            resp.insert_header("x-envoy-upstream-service-time", value)?;
         }
         if let Some(c) = ctx.hash.set_cookie.take() {
             resp.append_header("set-cookie", c)?;
@@ -551,7 +601,7 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         if let Some(s) = trailers
-            .get("grpc-status")
+            .get(&GRPC_STATUS)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
         {
@@ -746,5 +796,17 @@ impl ProxyHttp for GatewayProxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
         report::report(&self.telemetry, session, e, ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_values_are_decimal_text() {
+        for n in (0..2000).chain([9_999, 10_000, 123_456_789, u64::MAX]) {
+            assert_eq!(number_value(n), n.to_string().as_str());
+        }
     }
 }

@@ -9,6 +9,8 @@ use pingora::prelude::*;
 use pingora::ErrorType;
 use std::time::SystemTime;
 
+static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
 pub fn report(
     telemetry: &Telemetry,
     session: &Session,
@@ -31,12 +33,16 @@ pub fn report(
     }
     let req = session.req_header();
     let grpc = ctx.grpc_messages.as_ref();
-    let grpc_status = ctx.grpc_status.or_else(|| {
-        response
-            .and_then(|r| r.headers.get("grpc-status"))
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-    });
+    // Wanted for a gRPC request's metrics and for the access log; not looked up otherwise.
+    let grpc_status = match grpc.is_some() || telemetry.logs_access() {
+        true => ctx.grpc_status.or_else(|| {
+            response
+                .and_then(|r| r.headers.get(&GRPC_STATUS))
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+        }),
+        false => None,
+    };
     let http = session.as_ref();
     let (received, sent) = (http.body_bytes_read() as u64, http.body_bytes_sent() as u64);
     let duration = ctx.started.elapsed();
@@ -78,7 +84,7 @@ pub fn report(
     e.response_code_details = Some(details(ctx, flags, status));
     e.bytes_received = received;
     e.bytes_sent = sent;
-    e.upstream_host = ctx.retry.tried.last().copied();
+    e.upstream_host = ctx.retry.tried().last().copied();
     e.upstream_cluster = ctx.cluster.as_deref().map(|c| c.name());
     e.upstream_local_address = ctx.upstream_local;
     e.downstream_local_address = session.server_addr().and_then(|a| a.as_inet()).copied();

@@ -30,13 +30,45 @@ pub struct Decision {
     pub flags: ResponseFlags,
 }
 
+/// Endpoints tried: the first inline (most requests have one try), all of them in a
+/// `Vec` once there is a retry.
+#[derive(Debug, Default)]
+struct Tried {
+    first: Option<SocketAddr>,
+    /// Every endpoint tried (the first too), once there is more than one.
+    all: Vec<SocketAddr>,
+}
+
+impl Tried {
+    fn push(&mut self, endpoint: SocketAddr) {
+        match self.first {
+            None => self.first = Some(endpoint),
+            Some(first) => {
+                if self.all.is_empty() {
+                    self.all.reserve(4);
+                    self.all.push(first);
+                }
+                self.all.push(endpoint);
+            }
+        }
+    }
+
+    fn as_slice(&self) -> &[SocketAddr] {
+        if self.all.is_empty() {
+            self.first.as_slice()
+        } else {
+            &self.all
+        }
+    }
+}
+
 /// The tries of one request.
 #[derive(Debug)]
 pub struct RetryState {
     /// Tries started (1 during the first).
     pub attempts: u32,
     /// Endpoints already tried, so retries go elsewhere when they can.
-    pub tried: Vec<SocketAddr>,
+    tried: Tried,
     /// When the current try started (`x-envoy-upstream-service-time`).
     pub attempt_started: Option<Instant>,
     /// The route `timeout` as an instant; `None` without one (or one too far away to
@@ -53,12 +85,17 @@ impl RetryState {
     pub fn new(started: Instant, timeout: Option<Duration>) -> RetryState {
         RetryState {
             attempts: 0,
-            tried: Vec::new(),
+            tried: Tried::default(),
             attempt_started: None,
             deadline: timeout.and_then(|t| started.checked_add(t)),
             per_try_bounded: false,
             status_retry_pending: false,
         }
+    }
+
+    /// Endpoints already tried, in order.
+    pub fn tried(&self) -> &[SocketAddr] {
+        self.tried.as_slice()
     }
 
     /// Time left before the route's deadline (`None`: no deadline).
@@ -460,5 +497,19 @@ mod tests {
         }
         let mut s = RetryState::new(t0, Some(Duration::MAX));
         assert!(s.begin(&p, ep(1), t0).is_ok());
+    }
+
+    #[test]
+    fn tried_endpoints_in_order() {
+        let p = policy("{attempts: 5}");
+        let t0 = Instant::now();
+        let mut s = RetryState::new(t0, None);
+        assert!(s.tried().is_empty());
+        s.begin(&p, ep(1), t0).unwrap();
+        assert_eq!(s.tried(), [ep(1)]);
+        for n in 2..=6 {
+            s.begin(&p, ep(n), t0).unwrap();
+        }
+        assert_eq!(s.tried(), (1..=6).map(ep).collect::<Vec<_>>());
     }
 }

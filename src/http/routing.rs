@@ -7,6 +7,7 @@ use crate::snapshot::matcher::RequestView;
 use crate::snapshot::route_policy::RedirectInput;
 use crate::snapshot::route_table::{Route, RouteAction};
 use crate::snapshot::Snapshot;
+use http::header::AsHeaderName;
 use http::HeaderName;
 use pingora::http::RequestHeader;
 use std::cell::OnceCell;
@@ -35,18 +36,23 @@ pub(super) fn authority_of(req: &RequestHeader) -> &str {
     req.uri
         .authority()
         .map(|a| a.as_str())
-        .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok()))
+        .or_else(|| {
+            req.headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
         .unwrap_or("")
 }
 
-pub(super) fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+/// A header's value as text (a [`HeaderName`] constant is not parsed per request).
+pub(super) fn header(req: &RequestHeader, name: impl AsHeaderName) -> Option<&str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Whether the request carries a body (so mirroring waits for it).
 pub(super) fn has_body(req: &RequestHeader) -> bool {
-    header(req, "transfer-encoding").is_some()
-        || header(req, "content-length").is_some_and(|l| l.trim() != "0")
+    header(req, http::header::TRANSFER_ENCODING).is_some()
+        || header(req, http::header::CONTENT_LENGTH).is_some_and(|l| l.trim() != "0")
 }
 
 /// Routes a request that arrived on `local` (over TLS terminated by `chain`, if any).
