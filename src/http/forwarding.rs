@@ -10,6 +10,7 @@
 use crate::config::model::ForwardClientCertDetails;
 use crate::rng::Rng;
 use crate::snapshot::settings::DownstreamSettings;
+use crate::telemetry::access_log::digits;
 use crate::tls::connection as tls_connection;
 use http::header::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
@@ -134,18 +135,9 @@ impl IpText {
         };
         match ip {
             IpAddr::V4(v4) => {
-                for (i, octet) in v4.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        t.push(b'.');
-                    }
-                    if octet >= 100 {
-                        t.push(b'0' + octet / 100);
-                    }
-                    if octet >= 10 {
-                        t.push(b'0' + octet / 10 % 10);
-                    }
-                    t.push(b'0' + octet % 10);
-                }
+                let mut b = [0; digits::IPV4_TEXT_MAX];
+                t.len = digits::write_ipv4(&mut b, v4, None);
+                t.buf[..t.len].copy_from_slice(&b[..t.len]);
             }
             // The longest IPv6 text is 45 bytes; the buffer holds it.
             IpAddr::V6(v6) => {
@@ -153,11 +145,6 @@ impl IpText {
             }
         }
         t
-    }
-
-    fn push(&mut self, b: u8) {
-        self.buf[self.len] = b;
-        self.len += 1;
     }
 
     fn as_str(&self) -> &str {

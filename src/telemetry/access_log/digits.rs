@@ -49,8 +49,21 @@ const OCTETS: [[u8; 4]; 256] = {
 /// Appends an IPv4 address in dotted decimal (`10.0.0.1`) and, when given, `:port`: the
 /// bytes std's `Display` writes for an `Ipv4Addr` / `SocketAddrV4`, without `core::fmt`.
 pub fn push_ipv4(out: &mut Vec<u8>, ip: std::net::Ipv4Addr, port: Option<u16>) {
-    // The longest is `255.255.255.255:65535` (21); room to copy whole table rows.
-    let mut buf = [0u8; 24];
+    let mut buf = [0u8; IPV4_TEXT_MAX];
+    let n = write_ipv4(&mut buf, ip, port);
+    out.extend_from_slice(&buf[..n]);
+}
+
+/// Room for the longest [`write_ipv4`] text, `255.255.255.255:65535` (21), and for
+/// copying whole table rows.
+pub const IPV4_TEXT_MAX: usize = 24;
+
+/// Writes what [`push_ipv4`] appends at the start of `buf`; returns its length.
+pub fn write_ipv4(
+    buf: &mut [u8; IPV4_TEXT_MAX],
+    ip: std::net::Ipv4Addr,
+    port: Option<u16>,
+) -> usize {
     let mut n = 0;
     for (i, o) in ip.octets().into_iter().enumerate() {
         let digits = OCTETS[usize::from(o)];
@@ -60,9 +73,9 @@ pub fn push_ipv4(out: &mut Vec<u8>, ip: std::net::Ipv4Addr, port: Option<u16>) {
     }
     if let Some(port) = port {
         buf[n] = b':';
-        n = put_port(&mut buf, n + 1, port);
+        n = put_port(buf, n + 1, port);
     }
-    out.extend_from_slice(&buf[..n]);
+    n
 }
 
 /// Writes a port in decimal at `buf[at..]`; returns the index past it.

@@ -2,7 +2,7 @@
 //! Envoy's command operators compiled once (`format`), one line per exchange written off
 //! the request path (`writer`).
 
-mod digits;
+pub mod digits;
 pub mod format;
 mod json;
 mod operators;
