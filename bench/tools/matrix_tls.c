@@ -107,7 +107,17 @@ out:
     if (ssl) {
         /* The server closed cleanly after its answer: mark the connection shut down so
          * that SSL_free keeps its session resumable (else OpenSSL marks it bad). */
-        if (ret == 0) SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+        if (ret == 0) {
+            SSL_SESSION *s;
+            SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+            /* The session as it stands after the answer (with the newest ticket), as
+             * Python's `SSLSocket.session` gives it: the new-session callback's copy of
+             * a TLS 1.2 session whose ticket was renewed on resumption does not resume. */
+            if ((s = SSL_get1_session(ssl))) {
+                if (latest) SSL_SESSION_free(latest);
+                latest = s;
+            }
+        }
         SSL_free(ssl);
     }
     if (fd >= 0) close(fd);
