@@ -30,7 +30,10 @@ fn the_benchmark_matrix_runs_every_contender_without_a_flag() {
         .env("CELLS", "tiny tls tls13-resume h2 idle")
         .env("MESHGATE", meshgate)
         .env("PINGORA_BIN", &bare)
-        .env("RESULTS", std::env::temp_dir().join("meshgate-matrix-test.txt"))
+        .env(
+            "RESULTS",
+            std::env::temp_dir().join("meshgate-matrix-test.txt"),
+        )
         .output()
         .expect("bash");
     let stdout = String::from_utf8_lossy(&out.stdout);
