@@ -3,6 +3,9 @@
 //! own cost is the difference). Built with `cargo build --release --example bare_pingora`.
 //!
 //!   bare_pingora LISTEN_ADDR UPSTREAM_ADDR [THREADS]
+//!
+//! `WORK_STEALING=0` runs Pingora's per-thread runtimes (`ServerConf.work_stealing`
+//! false), one of the knobs the performance work measured.
 
 use async_trait::async_trait;
 use pingora::prelude::*;
@@ -29,7 +32,10 @@ fn main() {
     };
     let upstream: SocketAddr = upstream.parse().expect("UPSTREAM_ADDR is ip:port");
     let threads = args.get(3).and_then(|t| t.parse().ok()).unwrap_or(1);
-    let mut server = Server::new(None).expect("a Pingora server");
+    // The configuration `Server::new(None)` makes, with only work stealing settable.
+    let mut conf = pingora::server::configuration::ServerConf::new().expect("Pingora's defaults");
+    conf.work_stealing = std::env::var("WORK_STEALING").map_or(true, |v| v != "0");
+    let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let mut service = http_proxy_service(&server.configuration, Bare(upstream));
     service.add_tcp(listen);
