@@ -411,6 +411,19 @@ fn show(c: &CurlOut) -> String {
     )
 }
 
+/// curl went through the gateway and got the answer of the test server `server`: 200,
+/// and the body it writes (the SNI it saw and the path).
+fn assert_answered(c: &CurlOut, server: &str, sni: &str, path: &str) {
+    assert_eq!(c.exit, 0, "curl through the gateway ({sni}): {}", show(c));
+    assert_eq!(c.status, 200, "{sni}: {}", show(c));
+    assert_eq!(
+        c.body,
+        format!("{server} sni={sni} path={path}\n"),
+        "{}",
+        show(c)
+    );
+}
+
 /// An egress Gateway `name` with one PASSTHROUGH server on 443 for `hosts`.
 fn tls_gateway(name: &str, hosts: &str) -> String {
     format!("---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: {name}}}\nspec:\n  selector: {{istio: egressgateway}}\n  servers:\n  - port: {{number: 443, name: tls, protocol: TLS}}\n    hosts: {hosts}\n    tls: {{mode: PASSTHROUGH}}\n")
@@ -514,14 +527,7 @@ spec:
     );
 
     let c = g.curl_tls("edition.cnn.com", "/politics", &ca);
-    assert_eq!(c.exit, 0, "curl through the gateway: {}", show(&c));
-    assert_eq!(c.status, 200, "{}", show(&c));
-    assert_eq!(
-        c.body,
-        "cnn sni=edition.cnn.com path=/politics\n",
-        "{}",
-        show(&c)
-    );
+    assert_answered(&c, "cnn", "edition.cnn.com", "/politics");
     // The certificate curl verified is the external server's own (the gateway has none).
     assert!(
         c.server_subject()
@@ -561,14 +567,7 @@ fn sni_without_a_route_goes_to_the_registered_service_entry() {
     );
 
     let c = g.curl_tls("api.partner.example", "/v1/orders", &ca);
-    assert_eq!(c.exit, 0, "{}", show(&c));
-    assert_eq!(c.status, 200, "{}", show(&c));
-    assert_eq!(
-        c.body,
-        "partner sni=api.partner.example path=/v1/orders\n",
-        "{}",
-        show(&c)
-    );
+    assert_answered(&c, "partner", "api.partner.example", "/v1/orders");
     assert_eq!(partner.requests().len(), 1, "{:?}", partner.events());
 
     let l = g.sni_line("api.partner.example");
@@ -658,14 +657,7 @@ fn registry_only_closes_an_unregistered_sni_and_allow_any_passes_it_through() {
         Some(&ca.crt),
     );
     let c = g.curl_tls(NAME, "/anything", &ca);
-    assert_eq!(c.exit, 0, "{}", show(&c));
-    assert_eq!(c.status, 200, "{}", show(&c));
-    assert_eq!(
-        c.body,
-        format!("internet sni={NAME} path=/anything\n"),
-        "{}",
-        show(&c)
-    );
+    assert_answered(&c, "internet", NAME, "/anything");
     assert_eq!(internet.requests().len(), 1, "{:?}", internet.events());
     let l = g.sni_line(NAME);
     assert_eq!(l.details, "egress_passthrough", "{l:?}");
@@ -711,14 +703,7 @@ fn wildcard_case(name: &str, ip: &str, resolution: Option<&str>) {
 
     for sni in ["en.wikipedia.org", "de.wikipedia.org"] {
         let c = g.curl_tls(sni, "/wiki/Main_Page", &ca);
-        assert_eq!(c.exit, 0, "{resolution}{sni}: {}", show(&c));
-        assert_eq!(c.status, 200, "{resolution}{sni}: {}", show(&c));
-        assert_eq!(
-            c.body,
-            format!("wikipedia sni={sni} path=/wiki/Main_Page\n"),
-            "{}",
-            show(&c)
-        );
+        assert_answered(&c, "wikipedia", sni, "/wiki/Main_Page");
         let l = g.sni_line(sni);
         assert_eq!(l.details, "egress_allowed", "{l:?}");
         assert_eq!(l.cluster, "outbound|443||*.wikipedia.org", "{l:?}");
