@@ -12,6 +12,11 @@
 #   haproxy   Debian's haproxy, nbthread 1, mode http, http-reuse always, started by this
 #             script as a daemon (not the system service); h2c by preface detection
 #   pingora   bench/bare_pingora.rs, a stock Pingora proxy, one thread (no TLS, no h2c: "–")
+#   floor     bench/tokio_floor.rs, the least an HTTP/1 proxy on tokio spends: one thread,
+#             an upstream connection per client connection, heads forwarded as they came
+#             (plain HTTP/1 keep-alive rows only: "–" elsewhere; it has no upstream pool, so
+#             a new client connection is a new upstream connection). Not a gateway: the floor
+#             under Pingora and meshgate, so a ratio to nginx reads as runtime or proxy cost
 #   meshgate  `meshgate run`, one worker (core 0 only), Gateway HTTP + HTTPS (credentialName)
 # Each measurement starts a fresh proxy process (so memory rows start from scratch) and
 # stops it after. Upstream: nginx on core 1 answering / with "ok\n", /16k and /1m with
@@ -58,12 +63,12 @@
 # (it wants 2 x maxconn descriptors and would refuse to start). Each load tool's output and
 # the proxies' logs are kept in RESULTS' .logs/ directory; the table also goes to its .md.
 #
-#   [MESHGATE=...] [PINGORA_BIN=...] [DURATION=5] [ROUNDS=1] [QUICK=1] [CELLS="tiny tls-full"]
-#   [SCALE=0] [TLS12=0] [CONTENDERS="nginx haproxy pingora meshgate"] [RESULTS=file] bench/matrix.sh
+#   [MESHGATE=...] [PINGORA_BIN=...] [FLOOR_BIN=...] [DURATION=5] [ROUNDS=1] [QUICK=1] [CELLS="tiny tls-full"]
+#   [SCALE=0] [TLS12=0] [CONTENDERS="nginx haproxy pingora floor meshgate"] [RESULTS=file] bench/matrix.sh
 # Ports 18600-18699.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cmdline="$(for v in MESHGATE PINGORA_BIN DURATION ROUNDS QUICK CELLS SCALE TLS12 CONTENDERS RESULTS; do
+cmdline="$(for v in MESHGATE PINGORA_BIN FLOOR_BIN DURATION ROUNDS QUICK CELLS SCALE TLS12 CONTENDERS RESULTS; do
   if [ -n "${!v:-}" ]; then printf '%s=%q ' "$v" "${!v}"; fi; done)bench/matrix.sh $*"
 started=$(date +%s)
 
@@ -72,7 +77,7 @@ if [ "$quick" = 1 ]; then duration=${DURATION:-1}; big=2000; idle_n=2000; hold_s
 else duration=${DURATION:-5}; big=10000; idle_n=10000; hold_s=8; scale_n=10000; fi
 rounds=${ROUNDS:-1}
 inflight_n=1000
-contenders=(${CONTENDERS:-nginx haproxy pingora meshgate})
+contenders=(${CONTENDERS:-nginx haproxy pingora floor meshgate})
 all_cells="tiny 16k 1m close tls tls-full tls-resume c1000 c10000 h2 idle inflight"
 [ "${SCALE:-1}" = 1 ] && all_cells+=" scale"
 read -r -a cells <<<"${CELLS:-$all_cells}"
@@ -103,6 +108,10 @@ if [ -z "${PINGORA_BIN:-}" ]; then
   cargo build --release -q --example bare_pingora
   PINGORA_BIN=$PWD/target/release/examples/bare_pingora
 fi
+if [ -z "${FLOOR_BIN:-}" ] && [[ " ${contenders[*]} " == *" floor "* ]]; then
+  cargo build --release -q --example tokio_floor
+  FLOOR_BIN=$PWD/target/release/examples/tokio_floor
+fi
 busy=$(pgrep -x 'cargo|rustc|cc1|cc1plus|ld' || true)
 [ -n "$busy" ] && echo "WARNING: compilers running (pids $(echo $busy)): figures will be noisy" >&2
 
@@ -123,7 +132,7 @@ chmod 755 "$work" # nginx workers (user nobody) read the upstream files under it
 up=18600 hold=18601
 ngx=18610 ngxs=18611 ngx2=18612
 hap=18620 haps=18621
-bare=18630
+bare=18630 floor=18635
 mg=18640 mgs=18641 admin=18649
 scale_port=18680 scale_admin=18681
 hz=$(getconf CLK_TCK)
@@ -332,6 +341,11 @@ start_contender() {
       cpid=$!
       cstop="pingora $cpid"
       port=$bare tport="" h2url=http://127.0.0.1:$bare/ ;;
+    floor)
+      taskset -c 0 "$FLOOR_BIN" "127.0.0.1:$floor" "127.0.0.1:${2:-$up}" >>"$work/floor.log" 2>&1 &
+      cpid=$!
+      cstop="floor $cpid"
+      port=$floor tport="" h2url="" ;;
     meshgate)
       taskset -c 0 "$MESHGATE" run --config "$work/mg" --admin "127.0.0.1:$admin" --log-level warn >>"$work/mg.log" 2>&1 &
       cpid=$!
@@ -341,7 +355,7 @@ start_contender() {
   esac
   [ -n "$cpid" ] && ready "http://127.0.0.1:$port/"
 }
-# nginx and haproxy: SIGTERM (fast stop); pingora and meshgate: SIGINT (fast; SIGTERM drains).
+# nginx and haproxy: SIGTERM (fast stop); pingora, floor and meshgate: SIGINT (fast; SIGTERM drains).
 stop_contender() {
   [ -n "$cstop" ] || return 0
   local name=${cstop%% *} p=${cstop##* }
@@ -373,7 +387,7 @@ settle() { # until the proxy's RSS holds still for 1 s (at most 6 s): memory row
 }
 lastlog() { # the last lines of contender $c's own log
   local f=$work/ngx.err
-  case $c in haproxy) f=$work/haproxy.err ;; pingora) f=$work/pingora.log ;; meshgate) f=$work/mg.log ;; esac
+  case $c in haproxy) f=$work/haproxy.err ;; pingora) f=$work/pingora.log ;; floor) f=$work/floor.log ;; meshgate) f=$work/mg.log ;; esac
   tail -3 "$f" 2>/dev/null | tr -s '\n' ' ' | head -c 300 || true
 }
 commas() { sed ':a; s/\B[0-9]\{3\}\>/,&/; ta' <<<"$1"; }
@@ -464,7 +478,9 @@ run_h2() {
 measure() { # row contender round
   row=$1 c=$2 r=$3
   local upstream=$up
-  if [ "$c" = pingora ] && [[ $row == tls* ]]; then printf 'N\t%s\t%s\n' "$row" "$c" >>"$results"; return; fi
+  if { [ "$c" = pingora ] && [[ $row == tls* ]]; } || { [ "$c" = floor ] && [[ $row == tls* || $row == h2 || $row == close ]]; }; then
+    printf 'N\t%s\t%s\n' "$row" "$c" >>"$results"; return
+  fi
   [ "$row" = inflight ] && upstream=$hold
   if ! start_contender "$c" "$upstream"; then
     flag "did not start or answer: $(lastlog)"
@@ -559,7 +575,7 @@ cpu_model=$(lscpu | awk -F': +' '/^Model name/ {print $2; exit}')
 header="$(date -u '+%F %T UTC'), kernel $(uname -r), CPU $cpu_model ($(nproc) cores), load $(cut -d' ' -f1-3 /proc/loadavg)
 command: $cmdline
 duration ${duration}s, rounds $rounds, proxies on core 0 (one worker), load and upstreams on core 1; open files $nofile
-nginx $(nginx -v 2>&1 | sed 's/.*\///'), HAProxy $(haproxy -v | awk 'NR == 1 {print $3}'), h2load $(h2load --version | awk '{print $2}'), $("$MESHGATE" version 2>/dev/null | head -1), pingora: $PINGORA_BIN"
+nginx $(nginx -v 2>&1 | sed 's/.*\///'), HAProxy $(haproxy -v | awk 'NR == 1 {print $3}'), h2load $(h2load --version | awk '{print $2}'), $("$MESHGATE" version 2>/dev/null | head -1), pingora: $PINGORA_BIN${FLOOR_BIN:+, floor: $FLOOR_BIN}"
 echo "$header" >&2
 n=${#contenders[@]}
 for r in $(seq 1 "$rounds"); do

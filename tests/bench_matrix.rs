@@ -1,5 +1,5 @@
 //! The benchmark matrix users rerun (`bench/matrix.sh`), short and end to end: nginx,
-//! HAProxy, the stock Pingora proxy and meshgate each serve the keep-alive, TLS keep-alive,
+//! HAProxy, the stock Pingora proxy, the tokio floor and meshgate each serve the keep-alive, TLS keep-alive,
 //! resumed-handshake, HTTP/2 and idle-memory cells, and the table comes out with every
 //! figure and no flag (a non-2xx answer, a socket error, a handshake that did not resume, a
 //! proxy that did not start). The figures of these debug builds mean nothing; the full run
@@ -17,11 +17,14 @@ fn the_benchmark_matrix_runs_every_contender_without_a_flag() {
         .parent()
         .unwrap()
         .join("examples/bare_pingora");
-    assert!(
-        bare.exists(),
-        "{} is built by `cargo test` (the bare_pingora example)",
-        bare.display()
-    );
+    let floor = bare.with_file_name("tokio_floor");
+    for example in [&bare, &floor] {
+        assert!(
+            example.exists(),
+            "{} is built by `cargo test` (an example)",
+            example.display()
+        );
+    }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/matrix.sh");
     let out = Command::new("bash")
         .arg(script)
@@ -30,6 +33,7 @@ fn the_benchmark_matrix_runs_every_contender_without_a_flag() {
         .env("CELLS", "tiny tls tls13-resume h2 idle")
         .env("MESHGATE", meshgate)
         .env("PINGORA_BIN", &bare)
+        .env("FLOOR_BIN", &floor)
         .env(
             "RESULTS",
             std::env::temp_dir().join("meshgate-matrix-test.txt"),
@@ -40,11 +44,11 @@ fn the_benchmark_matrix_runs_every_contender_without_a_flag() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
-        stdout.contains("| cell | nginx | haproxy | pingora | meshgate |"),
+        stdout.contains("| cell | nginx | haproxy | pingora | floor | meshgate |"),
         "{stdout}"
     );
     // Every contender has a figure on the keep-alive row; the TLS rows have one for each
-    // TLS-capable contender (the stock proxy has no TLS: "–").
+    // TLS-capable contender (the stock proxy and the floor have no TLS: "–").
     let row = |prefix: &str| {
         stdout
             .lines()
@@ -53,14 +57,14 @@ fn the_benchmark_matrix_runs_every_contender_without_a_flag() {
             .to_string()
     };
     let tiny = row("| tiny body");
-    assert_eq!(tiny.matches("µs/req").count(), 4, "{tiny}");
+    assert_eq!(tiny.matches("µs/req").count(), 5, "{tiny}");
     let tls = row("| TLS keep-alive");
     assert_eq!(tls.matches("µs/req").count(), 3, "{tls}");
     assert_eq!(tls.matches("TLSv1.3").count(), 3, "{tls}");
     let resumed = row("| new TLS 1.3 conns, RESUMED");
     assert_eq!(resumed.matches("100% resumed").count(), 3, "{resumed}");
     let idle = row("| RSS per idle keep-alive conn");
-    assert_eq!(idle.matches("KiB/conn").count(), 4, "{idle}");
+    assert_eq!(idle.matches("KiB/conn").count(), 5, "{idle}");
     assert!(
         stdout.contains("No flags"),
         "the matrix flagged something:\n{stdout}"
