@@ -308,57 +308,6 @@ fn sigterm_drains_in_flight_requests_then_exits_zero() {
     assert!(Path::new(&dir).exists());
 }
 
-/// On a machine (or under an affinity mask) with one CPU the gateway runs one worker on
-/// tokio's current-thread scheduler (Pingora's `work_stealing: false`): kept-alive
-/// connections, a reload that adds a port and flips the route, and the drain all work
-/// there as on the work-stealing runtime the other tests run.
-#[test]
-fn on_one_cpu_a_single_worker_serves_reloads_and_drains() {
-    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
-    let dir = scratch("one-cpu");
-    let (a, b) = (free_port(), free_port());
-    write(
-        &dir,
-        "conf/mesh.yaml",
-        &mesh("  drainDuration: 1s\n  terminationDrainDuration: 5s\n"),
-    );
-    write(&dir, "conf/all.yaml", &config(&[a], "v1", &v1, &v2));
-    let mut gw = Gateway::start_on_one_cpu(&dir);
-    let log = std::fs::read_to_string(dir.join("meshgate.log")).unwrap();
-    assert!(
-        log.contains("1 worker thread, current-thread scheduler"),
-        "{log}"
-    );
-    let addr_a: SocketAddr = format!("127.0.0.1:{a}").parse().unwrap();
-    let addr_b: SocketAddr = format!("127.0.0.1:{b}").parse().unwrap();
-    let mut conn = BufReader::new(TcpStream::connect(addr_a).unwrap());
-    for _ in 0..3 {
-        let (status, body, close) = keepalive_get(&mut conn).expect("an answer");
-        assert_eq!((status, body.starts_with("v1"), close), (200, true, false));
-    }
-
-    write(&dir, "conf/all.yaml", &config(&[a, b], "v2", &v1, &v2));
-    hup(&gw);
-    await_generation(&gw, 2);
-    let r = raw(
-        addr_b,
-        format!("GET /b HTTP/1.1\r\nhost: {HOST}\r\nconnection: close\r\n\r\n").as_bytes(),
-    )
-    .expect("the added port serves");
-    assert_eq!((r.status, r.text().starts_with("v2")), (200, true));
-    let (status, body, _) = keepalive_get(&mut conn).expect("the kept-alive connection lives on");
-    assert_eq!((status, body.starts_with("v2")), (200, true));
-
-    signal(&gw, "-TERM");
-    exits_zero(&mut gw.child, "the drained gateway");
-    let mut rest = Vec::new();
-    assert_eq!(
-        conn.read_to_end(&mut rest).ok(),
-        Some(0),
-        "the idle connection was closed by the drain"
-    );
-}
-
 /// `meshgate run` with an upgrade socket (and `--upgrade` for the new process).
 fn spawn_gateway(
     dir: &Path,

@@ -105,11 +105,6 @@ pub fn serve(
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let conf = ServerConf {
         threads,
-        // One worker has no one to steal work from: Pingora's per-thread runtime (tokio's
-        // current-thread scheduler) then spares the work-stealing scheduler's bookkeeping.
-        // With more workers the accept loops (accept.rs), which spawn each connection on
-        // the runtime they run on, need the shared one.
-        work_stealing: threads > 1,
         // Pingora's cap on tries per request; route retry policies decide below it.
         max_retries: crate::snapshot::route_policy::MAX_RETRIES as usize + 1,
         // The drain happens before Pingora is told to stop (lifecycle.rs).
@@ -128,15 +123,6 @@ pub fn serve(
             upgrade.socket.display()
         );
     }
-    log::info!(
-        "{threads} worker thread{}{}",
-        if threads == 1 { "" } else { "s" },
-        if conf.work_stealing {
-            ", work-stealing scheduler"
-        } else {
-            ", current-thread scheduler"
-        }
-    );
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     // With --upgrade, this waits for the old process's listening sockets.
     server.bootstrap();

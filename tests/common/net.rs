@@ -301,25 +301,9 @@ impl Gateway {
     /// As [`Gateway::try_start`], with `setup` adjusting the command first (environment
     /// variables, e.g. `SSL_CERT_FILE` for the roots upstream TLS is verified against).
     pub fn try_start_with(dir: &Path, setup: impl FnOnce(&mut Command)) -> Result<Gateway, String> {
-        Gateway::spawn(dir, Command::new(env!("CARGO_BIN_EXE_meshgate")), setup)
-    }
-
-    /// As [`Gateway::start`], pinned to one CPU (`taskset -c 0`, which execs the gateway
-    /// in its place): the gateway then runs a single worker thread.
-    pub fn start_on_one_cpu(dir: &Path) -> Gateway {
-        let mut cmd = Command::new("taskset");
-        cmd.args(["-c", "0", env!("CARGO_BIN_EXE_meshgate")]);
-        Gateway::spawn(dir, cmd, |_| {}).unwrap_or_else(|e| panic!("meshgate: {e}"))
-    }
-
-    /// Runs `cmd` (the gateway binary, or a command that execs it) with `run --config`.
-    fn spawn(
-        dir: &Path,
-        mut cmd: Command,
-        setup: impl FnOnce(&mut Command),
-    ) -> Result<Gateway, String> {
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = std::fs::File::create(dir.join("meshgate.log")).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshgate"));
         cmd.args(["run", "--config"])
             .arg(dir.join("conf"))
             .args(["--admin", &admin.to_string()])
