@@ -14,8 +14,9 @@
 #   pingora   bench/bare_pingora.rs, a stock Pingora proxy, one thread (no TLS, no h2c: "–")
 #   floor     bench/tokio_floor.rs, the least an HTTP/1 proxy on tokio spends: one thread,
 #             an upstream connection per client connection, heads forwarded as they came
-#             (plain HTTP/1 keep-alive rows only: "–" elsewhere; it has no upstream pool, so
-#             a new client connection is a new upstream connection). Not a gateway: the floor
+#             (plain HTTP/1 keep-alive rows but idle only: "–" elsewhere; it has no upstream
+#             pool, so a new client connection is a new upstream connection, and 10,000 idle
+#             clients would need 20,000 descriptors). Not a gateway: the floor
 #             under Pingora and meshgate, so a ratio to nginx reads as runtime or proxy cost
 #   meshgate  `meshgate run`, one worker (core 0 only), Gateway HTTP + HTTPS (credentialName)
 # Each measurement starts a fresh proxy process (so memory rows start from scratch) and
@@ -23,7 +24,8 @@
 # 16 KiB and 1 MiB files; bench/tools/matrix_hold.py on core 1 for the in-flight row.
 #
 # Rows (CELLS picks a subset by these names; default all):
-#   tiny      tiny body, keep-alive, wrk -t1 -c64: CPU µs/request, req/s, p99
+#   tiny      tiny body, keep-alive, wrk -t1 -c64: CPU µs/request, req/s, p99, and the
+#             user-space part of the CPU (the rest is the kernel's)
 #   16k, 1m   16 KiB and 1 MiB bodies, keep-alive: CPU µs/request, MiB/s (bytes wrk read / s)
 #   close     a new connection per request (wrk -H 'Connection: close'): CPU µs/request
 #   tls       TLS keep-alive (wrk over https, ECDSA P-256 certificate made at run time):
@@ -368,6 +370,7 @@ stop_contender() {
 
 # --- measuring ----------------------------------------------------------------------
 ticks() { awk '{ sub(/.*\) /, ""); split($0, f, " "); print f[12] + f[13] }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+uticks() { awk '{ sub(/.*\) /, ""); split($0, f, " "); print f[12] }' "/proc/$1/stat" 2>/dev/null || echo 0; } # user time only
 core1() { awk '$1 == "cpu1" {print $2 + $3 + $4 + $7 + $8 " " $2 + $3 + $4 + $5 + $6 + $7 + $8}' /proc/stat; } # busy total
 busy() { # "busy0 total0" "busy1 total1" → percent
   awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " "); printf "%.0f", 100 * (y[1] - x[1]) / (y[2] - x[2]) }'
@@ -413,13 +416,15 @@ parse_wrk() {
 }
 
 run_wrk() { # conns url body_bytes [wrk args]: warm-up, measured window, record
-  local conns=$1 url=$2 body=$3 out t0 t1 k0 k1 req secs bytes rps p99 non sock
+  local conns=$1 url=$2 body=$3 out t0 t1 u0 u1 k0 k1 req secs bytes rps p99 non sock
   shift 3
   timeout 60 taskset -c 1 wrk -t1 -c"$conns" -d1s --timeout 10s "$@" "$url" >/dev/null 2>&1 || true
   sleep 0.3
+  u0=$(uticks "$cpid")
   t0=$(ticks "$cpid") k0=$(core1)
   out=$(timeout $((duration + 60)) taskset -c 1 wrk -t1 -c"$conns" -d"${duration}s" --timeout 10s --latency "$@" "$url" 2>&1) || true
   t1=$(ticks "$cpid") k1=$(core1)
+  u1=$(uticks "$cpid")
   keep "$out"
   read -r req secs bytes rps p99 non sock < <(parse_wrk <<<"$out")
   if [ "$req" = 0 ]; then flag "wrk completed no request: $(grep -E 'Socket errors|requests in|unable|error' <<<"$out" | tr -s ' \n' ' ')"; return; fi
@@ -429,7 +434,7 @@ run_wrk() { # conns url body_bytes [wrk args]: warm-up, measured window, record
     awk -v b="$bytes" -v n="$req" -v c="$conns" -v body="$body" 'BEGIN { exit !(b < n * body * 0.99 || b > (n + c) * (body + 2048)) }' &&
       flag "bytes per answer $(awk -v b="$bytes" -v n="$req" 'BEGIN { printf "%.0f", b / n }'), body is $body"
   fi
-  record "cpu=$(cpu_per $((t1 - t0)) "$req") rps=$rps p99=$p99 mibs=$(awk -v b="$bytes" -v s="$secs" 'BEGIN { printf "%.1f", b / s / 1048576 }') requests=$req ticks=$((t1 - t0)) proxy_pct=$(pct $((t1 - t0)) "$secs") core1_pct=$(busy "$k0" "$k1")${extra_kv:+ $extra_kv}"
+  record "cpu=$(cpu_per $((t1 - t0)) "$req") user=$(cpu_per $((u1 - u0)) "$req") rps=$rps p99=$p99 mibs=$(awk -v b="$bytes" -v s="$secs" 'BEGIN { printf "%.1f", b / s / 1048576 }') requests=$req ticks=$((t1 - t0)) proxy_pct=$(pct $((t1 - t0)) "$secs") core1_pct=$(busy "$k0" "$k1")${extra_kv:+ $extra_kv}"
 }
 
 run_tls_rate() { # mode version
@@ -478,8 +483,10 @@ run_h2() {
 measure() { # row contender round
   row=$1 c=$2 r=$3
   local upstream=$up
-  if { [ "$c" = pingora ] && [[ $row == tls* ]]; } || { [ "$c" = floor ] && [[ $row == tls* || $row == h2 || $row == close ]]; }; then
-    printf 'N\t%s\t%s\n' "$row" "$c" >>"$results"; return
+  if { [ "$c" = pingora ] && [[ $row == tls* ]]; } || { [ "$c" = floor ] && [[ $row == tls* || $row == h2 || $row == close || $row == idle ]]; }; then
+    if [ "$row" = idle ]; then printf 'N\tidle-rss\t%s\nN\tidle-conn\t%s\n' "$c" "$c" >>"$results"
+    else printf 'N\t%s\t%s\n' "$row" "$c" >>"$results"; fi
+    return
   fi
   [ "$row" = inflight ] && upstream=$hold
   if ! start_contender "$c" "$upstream"; then
@@ -552,7 +559,7 @@ logs=${results%.txt}.logs
 rm -rf "$logs" && mkdir -p "$logs"
 for row in "${rows[@]}"; do
   case $row in
-    tiny) label tiny 'tiny body, keep-alive (wrk -c64): CPU/req; req/s; p99' ;;
+    tiny) label tiny 'tiny body, keep-alive (wrk -c64): CPU/req; req/s; p99; user-space CPU/req' ;;
     16k) label 16k '16 KiB body, keep-alive (wrk -c64): CPU/req; MiB/s; req/s' ;;
     1m) label 1m '1 MiB body, keep-alive (wrk -c64): CPU/req; MiB/s; req/s' ;;
     close) label close 'new connection per request (wrk -c64, Connection: close): CPU/req; req/s; p99' ;;

@@ -17,7 +17,7 @@ import sys
 
 # row prefix -> (figure key, unit, lower is better, [(secondary key, unit)])
 SPEC = {
-    "tiny": ("cpu", "µs/req", [("rps", "req/s"), ("p99", "ms p99")]),
+    "tiny": ("cpu", "µs/req", [("rps", "req/s"), ("p99", "ms p99"), ("user", "µs user")]),
     "16k": ("cpu", "µs/req", [("mibs", "MiB/s"), ("rps", "req/s")]),
     "1m": ("cpu", "µs/req", [("mibs", "MiB/s"), ("rps", "req/s")]),
     "close": ("cpu", "µs/req", [("rps", "req/s"), ("p99", "ms p99")]),
