@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A benchmark matrix in one command: nginx, HAProxy, stock Pingora and meshgate, cell by
-# cell, measured in the same run, in an order rotated round by round; prints a markdown
+# A benchmark matrix in one command: nginx, HAProxy, stock Pingora, a tokio floor and
+# meshgate, cell by cell, measured in the same run, in an order rotated round by round; prints a markdown
 # table (one row per cell, one column per contender, each figure with its ratio to nginx
 # and, for meshgate, to pingora) and writes the raw results to a file it names.
 #
@@ -14,9 +14,9 @@
 #   pingora   bench/bare_pingora.rs, a stock Pingora proxy, one thread (no TLS, no h2c: "–")
 #   floor     bench/tokio_floor.rs, the least an HTTP/1 proxy on tokio spends: one thread,
 #             an upstream connection per client connection, heads forwarded as they came
-#             (plain HTTP/1 keep-alive rows but idle only: "–" elsewhere; it has no upstream
-#             pool, so a new client connection is a new upstream connection, and 10,000 idle
-#             clients would need 20,000 descriptors). Not a gateway: the floor
+#             (the plain HTTP/1 keep-alive rows, idle RSS and in-flight memory: "–" elsewhere;
+#             it has no upstream pool, so a new client connection is a new upstream connection
+#             and 10,000 idle clients would need 20,000 descriptors). Not a gateway: the floor
 #             under Pingora and meshgate, so a ratio to nginx reads as runtime or proxy cost
 #   meshgate  `meshgate run`, one worker (core 0 only), Gateway HTTP + HTTPS (credentialName)
 # Each measurement starts a fresh proxy process (so memory rows start from scratch) and
@@ -70,7 +70,7 @@
 # Ports 18600-18699.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cmdline="$(for v in MESHGATE PINGORA_BIN FLOOR_BIN DURATION ROUNDS QUICK CELLS SCALE TLS12 CONTENDERS RESULTS; do
+cmdline="$(for v in MESHGATE PINGORA_BIN FLOOR_BIN WORK_STEALING RUNTIME DURATION ROUNDS QUICK CELLS SCALE TLS12 CONTENDERS RESULTS; do
   if [ -n "${!v:-}" ]; then printf '%s=%q ' "$v" "${!v}"; fi; done)bench/matrix.sh $*"
 started=$(date +%s)
 
@@ -370,7 +370,7 @@ stop_contender() {
 
 # --- measuring ----------------------------------------------------------------------
 ticks() { awk '{ sub(/.*\) /, ""); split($0, f, " "); print f[12] + f[13] }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-uticks() { awk '{ sub(/.*\) /, ""); split($0, f, " "); print f[12] }' "/proc/$1/stat" 2>/dev/null || echo 0; } # user time only
+cpu_ticks() { awk '{ sub(/.*\) /, ""); split($0, f, " "); print f[12], f[12] + f[13] }' "/proc/$1/stat" 2>/dev/null || echo 0 0; } # user, user+system
 core1() { awk '$1 == "cpu1" {print $2 + $3 + $4 + $7 + $8 " " $2 + $3 + $4 + $5 + $6 + $7 + $8}' /proc/stat; } # busy total
 busy() { # "busy0 total0" "busy1 total1" → percent
   awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " "); printf "%.0f", 100 * (y[1] - x[1]) / (y[2] - x[2]) }'
@@ -420,11 +420,11 @@ run_wrk() { # conns url body_bytes [wrk args]: warm-up, measured window, record
   shift 3
   timeout 60 taskset -c 1 wrk -t1 -c"$conns" -d1s --timeout 10s "$@" "$url" >/dev/null 2>&1 || true
   sleep 0.3
-  u0=$(uticks "$cpid")
-  t0=$(ticks "$cpid") k0=$(core1)
+  read -r u0 t0 < <(cpu_ticks "$cpid")
+  k0=$(core1)
   out=$(timeout $((duration + 60)) taskset -c 1 wrk -t1 -c"$conns" -d"${duration}s" --timeout 10s --latency "$@" "$url" 2>&1) || true
-  t1=$(ticks "$cpid") k1=$(core1)
-  u1=$(uticks "$cpid")
+  read -r u1 t1 < <(cpu_ticks "$cpid")
+  k1=$(core1)
   keep "$out"
   read -r req secs bytes rps p99 non sock < <(parse_wrk <<<"$out")
   if [ "$req" = 0 ]; then flag "wrk completed no request: $(grep -E 'Socket errors|requests in|unable|error' <<<"$out" | tr -s ' \n' ' ')"; return; fi
@@ -480,14 +480,18 @@ run_h2() {
   record "cpu=$(cpu_per $((t1 - t0)) "$done") rps=$(awk '/^finished in/ {print $4}' <<<"$out") mode=$mode requests=$done ticks=$((t1 - t0)) proxy_pct=$(pct $((t1 - t0)) "$duration") core1_pct=$(busy "$k0" "$k1")"
 }
 
+applies() { # row contender: whether the contender is measured on the row
+  case $2 in
+    pingora) [[ $1 != tls* ]] ;;
+    floor) [[ $1 != tls* && $1 != h2 && $1 != close ]] ;;
+    *) true ;;
+  esac
+}
+
 measure() { # row contender round
   row=$1 c=$2 r=$3
   local upstream=$up
-  if { [ "$c" = pingora ] && [[ $row == tls* ]]; } || { [ "$c" = floor ] && [[ $row == tls* || $row == h2 || $row == close || $row == idle ]]; }; then
-    if [ "$row" = idle ]; then printf 'N\tidle-rss\t%s\nN\tidle-conn\t%s\n' "$c" "$c" >>"$results"
-    else printf 'N\t%s\t%s\n' "$row" "$c" >>"$results"; fi
-    return
-  fi
+  if ! applies "$row" "$c"; then printf 'N\t%s\t%s\n' "$row" "$c" >>"$results"; return; fi
   [ "$row" = inflight ] && upstream=$hold
   if ! start_contender "$c" "$upstream"; then
     flag "did not start or answer: $(lastlog)"
@@ -520,12 +524,16 @@ measure() { # row contender round
       series=$(settle); rss0=${series##* }
       warm_up
       series+=$'\n'"after a 1 s wrk -c16 warm-up: $(settle)"
-      out=$(timeout 300 taskset -c 1 python3 bench/tools/idle_conns.py "$port" "$cpid" "$idle_n" 2>&1) || true
-      keep "$series"$'\n'"$out"
-      read -r kib base after <<<"$(tail -1 <<<"$out")"
       row=idle-rss record "rss=$(awk -v k="$rss0" 'BEGIN { printf "%.1f", k / 1024 }') kib=$rss0"
-      if [ -z "${after:-}" ]; then flag "idle_conns.py: $(tail -2 <<<"$out" | tr '\n' ' ')"
-      else row=idle-conn record "kib=$kib base=$base after=$after n=$idle_n"; fi ;;
+      if [ "$c" = floor ]; then # no upstream pool: 10,000 clients, 20,000 descriptors
+        keep "$series"; printf 'N\tidle-conn\t%s\n' "$c" >>"$results"
+      else
+        out=$(timeout 300 taskset -c 1 python3 bench/tools/idle_conns.py "$port" "$cpid" "$idle_n" 2>&1) || true
+        keep "$series"$'\n'"$out"
+        read -r kib base after <<<"$(tail -1 <<<"$out")"
+        if [[ ! ${kib:-} =~ ^[0-9.]+$ ]]; then flag "idle_conns.py: $(tail -2 <<<"$out" | tr '\n' ' ')"
+        else row=idle-conn record "kib=$kib base=$base after=$after n=$idle_n"; fi
+      fi ;;
     inflight)
       local series out kib base during held ok
       warm_up
@@ -533,7 +541,7 @@ measure() { # row contender round
       out=$(timeout $((hold_s + 60)) taskset -c 1 python3 bench/tools/matrix_inflight.py "$port" "$cpid" "$inflight_n" "$hold" $((hold_s - 2)) 2>&1) || true
       keep "$series"$'\n'"$out"
       read -r kib base during held ok <<<"$(tail -1 <<<"$out")"
-      if [ -z "${ok:-}" ]; then flag "matrix_inflight.py: $(tail -2 <<<"$out" | tr '\n' ' ')"
+      if [[ ! ${ok:-} =~ ^[0-9]+$ ]]; then flag "matrix_inflight.py: $(tail -2 <<<"$out" | tr '\n' ' ')"
       else
         [ "$held" -lt "$inflight_n" ] && flag "only $held of $inflight_n requests held at once (RSS read at the peak)"
         [ "$ok" -lt "$inflight_n" ] && flag "only $ok of $inflight_n requests answered 2xx"

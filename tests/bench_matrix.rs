@@ -1,7 +1,7 @@
 //! The benchmark matrix users rerun (`bench/matrix.sh`), short and end to end: nginx,
-//! HAProxy, the stock Pingora proxy, the tokio floor and meshgate each serve the keep-alive, TLS keep-alive,
-//! resumed-handshake, HTTP/2 and idle-memory cells, and the table comes out with every
-//! figure and no flag (a non-2xx answer, a socket error, a handshake that did not resume, a
+//! HAProxy, the stock Pingora proxy and meshgate each serve the keep-alive, TLS keep-alive,
+//! resumed-handshake, HTTP/2 and idle-memory cells (the tokio floor the plain keep-alive and
+//! idle-RSS ones), and the table comes out with every figure and no flag (a non-2xx answer, a socket error, a handshake that did not resume, a
 //! proxy that did not start). The figures of these debug builds mean nothing; the full run
 //! is the README's command. The script installs what it drives (wrk, nginx, HAProxy,
 //! h2load, the OpenSSL headers for its TLS client) with apt-get when missing.
