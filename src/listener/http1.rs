@@ -6,6 +6,7 @@
 //! request without waiting for bytes that may never come. The head is then replayed to
 //! Pingora's HTTP session, which parses and proxies it as usual.
 
+use super::idle::IdleWaiters;
 use super::replay::Replay;
 use crate::snapshot::settings::DownstreamSettings;
 use crate::telemetry::{Exchange, ResponseFlags, Telemetry};
@@ -150,6 +151,14 @@ fn report_refused(t: &Telemetry, stream: &Stream, status: u16, details: &'static
     t.http_refused(&e);
 }
 
+/// How a connection hears that the gateway drains: Pingora's watch, read per request (and
+/// waited on by its HTTP/2 server), and the idle waiters, which end the waits between
+/// requests.
+pub struct Drain<'a> {
+    pub watch: &'a ShutdownWatch,
+    pub idle: &'a IdleWaiters,
+}
+
 /// Serves the HTTP requests of one connection (plain, or TLS already terminated) with
 /// `app` (Pingora's proxy). `accepted` is when the connection arrived.
 pub async fn serve<H>(
@@ -157,7 +166,7 @@ pub async fn serve<H>(
     mut stream: Stream,
     settings: &DownstreamSettings,
     accepted: Instant,
-    shutdown: &ShutdownWatch,
+    drain: Drain<'_>,
     telemetry: &Telemetry,
     connect_proxy: bool,
 ) -> Served
@@ -168,13 +177,15 @@ where
     let tls = stream.get_ssl_digest().is_some();
     if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
         // HTTP/2 over TLS: Pingora's HTTP/2 server (idle connections end with GOAWAY).
-        return done(Box::pin(ServerApp::process_new(app, stream, shutdown)).await);
+        return done(Box::pin(ServerApp::process_new(app, stream, drain.watch)).await);
     }
     let h2c = !tls && app.server_options().is_some_and(|o| o.h2c);
     let mut buf = BytesMut::new();
     // The write buffer of each request's replay stream, kept across requests.
     let mut out: Vec<u8> = Vec::new();
     let mut persistent: Option<HttpPersistentSettings> = None;
+    // Taken at the first wait for a next request.
+    let mut waiter = None;
     let mut first = true;
     loop {
         let (first_byte_by, complete_by) = if first {
@@ -196,10 +207,11 @@ where
         } else {
             // Waiting for the next request on a kept-alive connection: a drain closes it
             // unless a request has started arriving.
-            let mut draining = shutdown.clone();
+            let waiter = waiter.get_or_insert_with(|| drain.idle.waiter());
             let waited = tokio::select! {
+                biased;
                 h = read_head(&mut stream, &mut buf, first_byte_by, complete_by, settings, false) => Some(h),
-                _ = draining.wait_for(|stop| *stop) => None,
+                _ = waiter.drained() => None,
             };
             match waited {
                 Some(h) => h,
@@ -231,7 +243,7 @@ where
             }
             Head::H2Preface => {
                 let replay: Stream = Box::new(Replay::new(stream, buf, Vec::new()));
-                return done(Box::pin(ServerApp::process_new(app, replay, shutdown)).await);
+                return done(Box::pin(ServerApp::process_new(app, replay, drain.watch)).await);
             }
             Head::Complete if connect_proxy && buf.starts_with(b"CONNECT ") => {
                 return Served::Connect(stream, buf);
@@ -253,14 +265,14 @@ where
                 );
             }
         }
-        if *shutdown.borrow() {
+        if *drain.watch.borrow() {
             session.set_keepalive(None);
         } else {
             session.set_keepalive(Some(settings.idle_timeout.as_secs().max(1)));
         }
         // Not boxed: measured, boxing it saved no idle memory (its pages are not touched
         // while the connection waits) and cost an allocation per request.
-        let Some(reused) = app.process_new_http(session, shutdown).await else {
+        let Some(reused) = app.process_new_http(session, drain.watch).await else {
             return done(None);
         };
         let (next, settings_next) = reused.consume();

@@ -7,6 +7,7 @@ pub mod accept;
 mod connect;
 mod egress;
 mod http1;
+mod idle;
 mod limits;
 mod replay;
 
@@ -50,6 +51,8 @@ pub struct ListenerApp<H> {
     /// Each listener's own state, by address: listeners come and go with reloads, so
     /// the map is replaced whole (read without a lock per connection).
     slots: ArcSwap<HashMap<SocketAddr, Arc<Slot>>>,
+    /// Kept-alive HTTP/1 connections between requests, ended by a drain.
+    idle: idle::IdleWaiters,
 }
 
 /// A listener's open connections (its `maxConnectionsPerListener` count) and its
@@ -94,6 +97,7 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
             connections: limits::Connections::default(),
             default_max_connections,
             slots: ArcSwap::default(),
+            idle: idle::IdleWaiters::default(),
         };
         app.track(listeners);
         app
@@ -117,6 +121,13 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
     /// Connections open now, over all listeners.
     pub fn open_connections(&self) -> usize {
         self.connections.open()
+    }
+
+    /// The gateway drains: kept-alive HTTP/1 connections waiting for their next request
+    /// close now (those mid-request close after their answer, as `ShutdownWatch` tells
+    /// Pingora; HTTP/2 ones get GOAWAY from it).
+    pub fn close_idle(&self) {
+        self.idle.drain();
     }
 
     /// Picks a destination of `route` by weight and splices `stream` to it.
@@ -272,7 +283,10 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
                             Box::new(tls_stream),
                             &settings,
                             accepted,
-                            shutdown,
+                            http1::Drain {
+                                watch: shutdown,
+                                idle: &self.idle,
+                            },
                             &self.telemetry,
                             false,
                         )
@@ -353,7 +367,10 @@ impl<H: HttpServerApp + Send + Sync + 'static> ServerApp for ListenerApp<H> {
                     stream,
                     &settings,
                     accepted,
-                    shutdown,
+                    http1::Drain {
+                        watch: shutdown,
+                        idle: &self.idle,
+                    },
                     &self.telemetry,
                     connect_proxy,
                 )

@@ -199,6 +199,7 @@ impl Control {
         };
         self.acceptors.stop_all();
         let _ = self.connections_shutdown.send(true);
+        self.listeners.close_idle();
         if !interrupted {
             let deadline = signalled + settings.termination_drain_duration;
             loop {
