@@ -271,13 +271,23 @@ pub fn request(
     raw(addr, &bytes).unwrap_or_else(|| panic!("no response to {method} {host}{path}"))
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1, never one handed out before in this test process: the
+/// kernel may give a port just released to the next `bind(0)`, and tests run in parallel
+/// threads (a gateway listener once landed on another test's admin port that way).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A running `meshgate run`; killed when dropped.
