@@ -5,6 +5,7 @@ mod common;
 use common::config::*;
 use common::net::*;
 use common::*;
+use std::net::SocketAddr;
 
 #[test]
 fn host_selection_and_no_fallback() {
@@ -408,11 +409,10 @@ fn admin_reports_readiness_and_the_active_config() {
     );
 }
 
-#[test]
-fn run_refuses_to_start_when_a_listener_port_is_taken() {
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = taken.local_addr().unwrap().port();
-    let dir = scratch("taken");
+/// `meshgate run` on a config whose Gateway listens on `port`, with the admin listener on
+/// `admin`: its stderr, once it has exited non-zero (it must, within 10 s).
+fn refused_start(name: &str, port: u16, admin: SocketAddr) -> String {
+    let dir = scratch(name);
     write(&dir, "conf/mesh.yaml", MESH);
     write(
         &dir,
@@ -422,7 +422,7 @@ fn run_refuses_to_start_when_a_listener_port_is_taken() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_meshgate"))
         .args(["run", "--config"])
         .arg(dir.join("conf"))
-        .args(["--admin", &format!("127.0.0.1:{}", free_port())])
+        .args(["--admin", &admin.to_string()])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -433,13 +433,31 @@ fn run_refuses_to_start_when_a_listener_port_is_taken() {
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
-            panic!("meshgate kept running although {port} is taken");
+            panic!("meshgate kept running (Gateway port {port}, admin {admin})");
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(!status.success());
+    assert!(!status.success(), "{stderr}");
+    stderr
+}
+
+#[test]
+fn run_refuses_to_start_when_a_listener_port_is_taken() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let admin = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let stderr = refused_start("taken", port, admin);
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    // The admin listener on a Gateway server's own port: refused, naming it, rather than
+    // one of the two answering the other's requests.
+    let port = free_port();
+    let admin = format!("127.0.0.1:{port}").parse().unwrap();
+    let stderr = refused_start("admin-on-gateway-port", port, admin);
     assert!(
         stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")),
         "{stderr}"

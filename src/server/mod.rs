@@ -129,18 +129,25 @@ pub fn serve(
 
     let addresses: Vec<SocketAddr> = snapshot.listeners.iter().map(|l| l.address).collect();
     // Refuse to start when an address is taken, naming it (an upgrade takes them over).
+    // The trial sockets stay open until all are bound, so the admin address given on the
+    // same port as a Gateway server is refused too.
     let taken_over = if upgrade.take_over {
         &addresses[..0]
     } else {
         &addresses[..]
     };
     let admin_check = (!upgrade.take_over).then(|| admin.to_string());
+    let mut trial = Vec::new();
     for addr in taken_over.iter().map(|a| a.to_string()).chain(admin_check) {
-        if let Err(e) = std::net::TcpListener::bind(&addr) {
-            log::error!("cannot listen on {addr}: {e}");
-            std::process::exit(1);
+        match std::net::TcpListener::bind(&addr) {
+            Ok(l) => trial.push(l),
+            Err(e) => {
+                log::error!("cannot listen on {addr}: {e}");
+                std::process::exit(1);
+            }
         }
     }
+    drop(trial);
     for n in &snapshot.notes {
         log::warn!("{n}");
     }
