@@ -163,18 +163,22 @@ cat "$work/cert/tls.crt" "$work/cert/tls.key" >"$work/cert/haproxy.pem"
 head -c 16384 /dev/urandom >"$work/www/16k"
 head -c 1048576 /dev/urandom >"$work/www/1m"
 
-cat >"$work/up.conf" <<CONF
+ngx_preamble() { # NAME: the lines the upstream's and the contender's nginx configs share
+  cat <<CONF
 worker_processes 1;
 worker_rlimit_nofile $nofile;
 daemon on;
-pid $work/up.pid;
-error_log $work/up.err warn;
+pid $work/$1.pid;
+error_log $work/$1.err warn;
 events { worker_connections $((nofile - 500)); }
 http {
   access_log off;
-  sendfile on;
   keepalive_timeout 600s;
   keepalive_requests 1000000;
+CONF
+}
+{ ngx_preamble up; cat <<CONF
+  sendfile on;
   default_type application/octet-stream;
   server {
     listen 127.0.0.1:$up backlog=4096;
@@ -185,6 +189,7 @@ http {
   }
 }
 CONF
+} >"$work/up.conf"
 (cd "$work" && taskset -c 1 nginx -p "$work/upp" -c "$work/up.conf" 2>/dev/null)
 taskset -c 1 python3 bench/tools/matrix_hold.py "$hold" "$hold_s" 2>"$work/hold.log" &
 holdpid=$!
@@ -192,17 +197,7 @@ holdpid=$!
 # --- contenders' configs ---------------------------------------------------------------
 locations='location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_max_temp_file_size 0; }
     location /hold { proxy_pass http://hold; proxy_http_version 1.1; proxy_set_header Connection ""; }'
-cat >"$work/ngx.conf" <<CONF
-worker_processes 1;
-worker_rlimit_nofile $nofile;
-daemon on;
-pid $work/ngx.pid;
-error_log $work/ngx.err warn;
-events { worker_connections $((nofile - 500)); }
-http {
-  access_log off;
-  keepalive_timeout 600s;
-  keepalive_requests 1000000;
+{ ngx_preamble ngx; cat <<CONF
   upstream up { server 127.0.0.1:$up; keepalive 128; keepalive_requests 1000000; }
   upstream hold { server 127.0.0.1:$hold; keepalive 128; }
   ssl_certificate $work/cert/tls.crt;
@@ -219,6 +214,7 @@ http {
   }
 }
 CONF
+} >"$work/ngx.conf"
 
 cat >"$work/haproxy.cfg" <<CONF
 global
