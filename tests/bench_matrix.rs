@@ -21,7 +21,7 @@ fn the_benchmark_matrix_runs_every_contender_without_a_flag() {
     for example in [&bare, &floor] {
         assert!(
             example.exists(),
-            "{} is built by `cargo test` (an example)",
+            "{} is built by `cargo test` (an example; `cargo build --examples` first when this test runs alone)",
             example.display()
         );
     }
