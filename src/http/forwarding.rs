@@ -122,13 +122,13 @@ fn forwarded_for(req: &RequestHeader) -> Option<Cow<'_, str>> {
 }
 
 /// An IP address as its `Display` text, written on the stack.
-struct IpText {
+pub(super) struct IpText {
     buf: [u8; 48],
     len: usize,
 }
 
 impl IpText {
-    fn new(ip: IpAddr) -> IpText {
+    pub(super) fn new(ip: IpAddr) -> IpText {
         let mut t = IpText {
             buf: [0; 48],
             len: 0,
@@ -147,7 +147,7 @@ impl IpText {
         t
     }
 
-    fn as_str(&self) -> &str {
+    pub(super) fn as_str(&self) -> &str {
         // Digits, dots, colons and hex letters only.
         std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
     }

@@ -16,6 +16,8 @@ pub const BODY_OVERFLOW: &str =
     "upstream connect error or disconnect/reset before headers. reset reason: overflow";
 pub const BODY_TIMEOUT: &str = "upstream request timeout";
 pub const BODY_FAULT_ABORT: &str = "fault filter abort";
+/// `streamIdleTimeout` ran out.
+pub const BODY_STREAM_TIMEOUT: &str = "stream timeout";
 
 /// Whether a request is gRPC, as Envoy decides it (`Grpc::Common::hasGrpcContentType`):
 /// content-type `application/grpc` or `application/grpc+…` (gRPC-Web is not).
@@ -89,6 +91,45 @@ pub async fn reply(
     }
     session.write_response_tasks(tasks).await?;
     Ok(())
+}
+
+/// A local reply to an HTTP/1.1 client without the content types `reply` handles
+/// specially (the HTTP/1 fast path's), byte for byte as Pingora writes [`reply`]'s:
+/// `headers`, `content-length`, `content-type` with a body, `Date`, `Connection`.
+pub fn h1_reply(
+    out: &mut Vec<u8>,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    date: &[u8],
+    keep_alive: bool,
+) {
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    let length = body.len().to_string();
+    out.extend_from_slice(format!("HTTP/1.1 {status} {reason}\r\n").as_bytes());
+    let mut line = |k: &[u8], v: &[u8]| {
+        out.extend_from_slice(k);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v);
+        out.extend_from_slice(b"\r\n");
+    };
+    for (k, v) in headers {
+        line(k.as_bytes(), v.as_bytes());
+    }
+    line(b"content-length", length.as_bytes());
+    if !body.is_empty() {
+        line(b"content-type", b"text/plain");
+    }
+    line(b"Date", date);
+    line(
+        b"Connection",
+        if keep_alive { b"keep-alive" } else { b"close" },
+    );
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
 }
 
 /// A plain local reply.

@@ -10,6 +10,7 @@
 
 pub mod context;
 mod cors;
+pub mod fast;
 mod fault;
 mod forwarding;
 mod grpc_messages;
@@ -51,9 +52,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Envoy's local-reply body when `streamIdleTimeout` runs out.
-const BODY_STREAM_TIMEOUT: &str = "stream timeout";
-
 /// Looked up on every answer (and in trailers): a name parsed once.
 static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
@@ -85,7 +83,7 @@ static SMALL_NUMBERS_TEXT: &str = match std::str::from_utf8(&SMALL_NUMBERS) {
 };
 
 /// A number as a header value (its decimal text); no allocation below 1000.
-fn number_value(n: u64) -> HeaderValue {
+pub(crate) fn number_value(n: u64) -> HeaderValue {
     let (start, len) = match n {
         0..=9 => (n as usize, 1),
         10..=99 => (10 + (n as usize - 10) * 2, 2),

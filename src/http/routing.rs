@@ -25,10 +25,9 @@ pub(super) enum Decision {
 }
 
 /// Envoy's `https_redirect`: same host without its port, same path and query.
-pub(super) fn https_location(authority: &str, uri: &http::Uri) -> String {
+pub(super) fn https_location(authority: &str, path_and_query: &str) -> String {
     let host = crate::snapshot::host_index::strip_port(authority);
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    format!("https://{host}{path}")
+    format!("https://{host}{path_and_query}")
 }
 
 /// The request's authority: `:authority` / absolute-form URI, else the Host header.
@@ -96,15 +95,30 @@ pub(super) fn decide(
         port: local.port(),
         header: &lookup,
     };
+    decide_view(snap, local, chain, &view)
+}
+
+/// Routes the request `view` describes (see [`decide`]); the HTTP/1 fast path calls it
+/// with a view of the request head it parsed itself.
+pub(super) fn decide_view(
+    snap: &Snapshot,
+    local: SocketAddr,
+    chain: Option<&str>,
+    view: &RequestView,
+) -> Option<Decision> {
+    let (scheme, authority) = (view.scheme, view.authority);
     let vh = snap
         .listener_for(local)
         .and_then(|l| l.http_routes(chain))
         .and_then(|t| t.select(authority))?;
     if vh.https_redirect && chain.is_none() {
-        return Some(Decision::HttpsRedirect(https_location(authority, &req.uri)));
+        return Some(Decision::HttpsRedirect(https_location(
+            authority,
+            view.path_and_query,
+        )));
     }
     vh.routes.iter().find_map(|route| {
-        let matched = route.matching(&view)?;
+        let matched = route.matching(view)?;
         let new_path = route
             .policy
             .rewrite

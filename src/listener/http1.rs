@@ -8,6 +8,7 @@
 
 use super::idle::IdleWaiters;
 use super::replay::Replay;
+use crate::http::fast::{FastPath, Served as FastServed};
 use crate::snapshot::settings::DownstreamSettings;
 use crate::telemetry::{Exchange, ResponseFlags, Telemetry};
 use bytes::BytesMut;
@@ -159,22 +160,38 @@ pub struct Drain<'a> {
     pub idle: &'a IdleWaiters,
 }
 
+/// What serves a connection's requests besides Pingora's proxy: the HTTP/1 fast path
+/// (when on), and telemetry for the requests refused here.
+pub struct Helpers<'a> {
+    pub fast: Option<&'a FastPath>,
+    pub telemetry: &'a Telemetry,
+}
+
 /// Serves the HTTP requests of one connection (plain, or TLS already terminated) with
-/// `app` (Pingora's proxy). `accepted` is when the connection arrived.
+/// the fast path where it applies, else `app` (Pingora's proxy). `accepted` is when the
+/// connection arrived.
 pub async fn serve<H>(
     app: &Arc<H>,
     mut stream: Stream,
     settings: &DownstreamSettings,
     accepted: Instant,
     drain: Drain<'_>,
-    telemetry: &Telemetry,
+    helpers: Helpers<'_>,
     connect_proxy: bool,
 ) -> Served
 where
     H: HttpServerApp + Send + Sync + 'static,
 {
     let done = Served::Done;
+    let telemetry = helpers.telemetry;
     let tls = stream.get_ssl_digest().is_some();
+    // Pingora counts requests per connection only under a keep-alive request limit,
+    // which the fast path does not keep.
+    let fast = helpers.fast.filter(|_| {
+        !tls && app
+            .server_options()
+            .is_none_or(|o| o.keepalive_request_limit.is_none())
+    });
     if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
         // HTTP/2 over TLS: Pingora's HTTP/2 server (idle connections end with GOAWAY).
         return done(Box::pin(ServerApp::process_new(app, stream, drain.watch)).await);
@@ -251,6 +268,14 @@ where
             Head::Complete => {}
         }
         first = false;
+        if let Some(f) = fast {
+            let keep_alive = !*drain.watch.borrow();
+            match f.serve(&mut stream, &mut buf, keep_alive).await {
+                FastServed::Declined => {}
+                FastServed::KeepAlive => continue,
+                FastServed::Close => return done(None),
+            }
+        }
         let replay: Stream = Box::new(Replay::new(
             stream,
             std::mem::take(&mut buf),

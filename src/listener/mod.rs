@@ -11,6 +11,7 @@ mod idle;
 mod limits;
 mod replay;
 
+use crate::http::fast::FastPath;
 use crate::rng::Rng;
 use crate::snapshot::cluster::Discovery;
 use crate::snapshot::l4_route::{self, L4Route};
@@ -53,6 +54,8 @@ pub struct ListenerApp<H> {
     slots: ArcSwap<HashMap<SocketAddr, Arc<Slot>>>,
     /// Kept-alive HTTP/1 connections between requests, ended by a drain.
     idle: idle::IdleWaiters,
+    /// The HTTP/1 fast path, unless turned off.
+    fast: Option<FastPath>,
 }
 
 /// A listener's open connections (its `maxConnectionsPerListener` count) and its
@@ -89,15 +92,16 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
         let default_max_connections = limits::default_max_connections();
         log::info!("downstream connections limited to {default_max_connections} unless MeshConfig maxConnections says otherwise");
         let app = ListenerApp {
-            active,
+            active: active.clone(),
             http: Arc::new(http),
-            telemetry,
+            telemetry: telemetry.clone(),
             registry,
             rng: Rng::new(),
             connections: limits::Connections::default(),
             default_max_connections,
             slots: ArcSwap::default(),
             idle: idle::IdleWaiters::default(),
+            fast: FastPath::new(active, telemetry.clone()),
         };
         app.track(listeners);
         app
@@ -287,7 +291,10 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
                                 watch: shutdown,
                                 idle: &self.idle,
                             },
-                            &self.telemetry,
+                            http1::Helpers {
+                                fast: None,
+                                telemetry: &self.telemetry,
+                            },
                             false,
                         )
                         .await;
@@ -371,7 +378,10 @@ impl<H: HttpServerApp + Send + Sync + 'static> ServerApp for ListenerApp<H> {
                         watch: shutdown,
                         idle: &self.idle,
                     },
-                    &self.telemetry,
+                    http1::Helpers {
+                        fast: self.fast.as_ref(),
+                        telemetry: &self.telemetry,
+                    },
                     connect_proxy,
                 )
                 .await;

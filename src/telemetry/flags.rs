@@ -8,6 +8,14 @@ use std::fmt;
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ResponseFlags(u16);
 
+impl std::ops::BitOr for ResponseFlags {
+    type Output = ResponseFlags;
+
+    fn bitor(self, other: ResponseFlags) -> ResponseFlags {
+        ResponseFlags(self.0 | other.0)
+    }
+}
+
 impl ResponseFlags {
     /// No healthy upstream (no endpoints): 503.
     pub const UH: ResponseFlags = ResponseFlags(1);

@@ -41,6 +41,8 @@ pub struct OwnMetrics {
     downstream_active: IntGaugeVec,
     tls_failures: IntCounterVec,
     pub access_log_dropped: IntCounter,
+    /// Requests the HTTP/1 fast path served (the rest went through the full pipeline).
+    pub fast_path_requests: IntCounter,
     certificate_expiry: IntGaugeVec,
     egress: IntCounterVec,
 }
@@ -105,6 +107,11 @@ impl OwnMetrics {
             "Access log lines dropped because the writer's queue was full.",
         )
         .expect("valid metric");
+        let fast_path_requests = IntCounter::new(
+            "meshgate_http1_fast_path_requests_total",
+            "HTTP/1.1 requests served by the fast path rather than the full pipeline.",
+        )
+        .expect("valid metric");
         let certificate_expiry = IntGaugeVec::new(
             Opts::new(
                 "meshgate_certificate_expiry_seconds",
@@ -130,6 +137,7 @@ impl OwnMetrics {
             Box::new(downstream_active.clone()),
             Box::new(tls_failures.clone()),
             Box::new(access_log_dropped.clone()),
+            Box::new(fast_path_requests.clone()),
             Box::new(certificate_expiry.clone()),
         ] {
             registry.register(c).expect("metric names are distinct");
@@ -151,6 +159,7 @@ impl OwnMetrics {
             downstream_active,
             tls_failures,
             access_log_dropped,
+            fast_path_requests,
             certificate_expiry,
             egress,
         }

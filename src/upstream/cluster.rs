@@ -41,6 +41,8 @@ pub struct ClusterState {
     pub pool_key: u64,
     /// TLS origination material (DestinationRule `tls`), read when the state is made.
     pub tls: Option<super::tls::Material>,
+    /// Kept-alive connections of the HTTP/1 fast path (under the same pool key).
+    pub idle: super::pool::IdlePool,
 }
 
 impl ClusterState {
@@ -69,6 +71,7 @@ impl ClusterState {
             position: Position::default(),
             stats: ClusterStats::default(),
             pool_key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
+            idle: Default::default(),
         }
     }
 

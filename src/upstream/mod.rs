@@ -12,6 +12,7 @@ pub mod dns;
 pub mod endpoint;
 pub mod limits;
 pub mod outlier;
+pub mod pool;
 pub mod resolver;
 pub mod tls;
 
