@@ -7,6 +7,7 @@
 mod common;
 use common::config::*;
 use common::net::*;
+use common::pki;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -161,8 +162,31 @@ fn answer_end(buf: &[u8], from: usize, head: bool) -> Option<usize> {
 /// last is complete, and returns what the client read (until the gateway closes, or
 /// the answers it waits for are complete).
 fn exchange(addr: SocketAddr, requests: &[&[u8]]) -> Vec<u8> {
-    let mut s = TcpStream::connect(addr).unwrap();
+    let s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    exchange_on(s, requests)
+}
+
+/// As [`exchange`], over TLS to `addr` (SNI `a.example.com`, verified against `ca`).
+fn exchange_tls(addr: SocketAddr, ca: &pki::Cert, requests: &[&[u8]]) -> Vec<u8> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut std::fs::read(&ca.crt).unwrap().as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("a.example.com").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    exchange_on(rustls::StreamOwned::new(conn, tcp), requests)
+}
+
+fn exchange_on(mut s: impl Read + Write, requests: &[&[u8]]) -> Vec<u8> {
     let mut got = Vec::new();
     // The end of the answers complete so far.
     let mut ends = 0;
@@ -188,7 +212,14 @@ fn exchange(addr: SocketAddr, requests: &[&[u8]]) -> Vec<u8> {
             }
             let mut chunk = [0u8; 65536];
             match s.read(&mut chunk) {
-                Ok(0) | Err(_) => return got,
+                Ok(0) => return got,
+                // A TLS close without close_notify (rustls says so): the client sees a
+                // truncation.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    got.extend_from_slice(b"<closed without close_notify>");
+                    return got;
+                }
+                Err(_) => return got,
                 Ok(n) => got.extend_from_slice(&chunk[..n]),
             }
         }
@@ -199,13 +230,31 @@ fn exchange(addr: SocketAddr, requests: &[&[u8]]) -> Vec<u8> {
 struct Side {
     _gw: Gateway,
     addr: SocketAddr,
+    /// The HTTPS server (SIMPLE, certificate for a.example.com signed by `ca`).
+    tls_addr: SocketAddr,
+    ca: pki::Cert,
     up: Scripted,
 }
 
 fn side(name: &str, fast: bool) -> Side {
     let up = Scripted::start();
     let dead = free_port();
+    let dir = common::scratch(name);
+    let ca = pki::ca(&dir.join("pki"), "ca");
+    let leaf = pki::leaf(
+        &dir.join("pki"),
+        &ca,
+        "leaf",
+        "/CN=a.example.com",
+        &["DNS:a.example.com"],
+    );
+    let tls_port = free_port();
     let mut y = gateway("gw", "[\"*\"]");
+    y.push_str(&format!(
+        "  - port: {{number: {tls_port}, name: https, protocol: HTTPS}}\n    tls: {{mode: SIMPLE, serverCertificate: {}, privateKey: {}}}\n    hosts: [a.example.com]\n",
+        leaf.crt.display(),
+        leaf.key.display()
+    ));
     y.push_str(&format!(
         "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: up}}\nspec:\n  hosts: [up.internal]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: {}}}}}]\n",
         up.addr.port()
@@ -219,7 +268,6 @@ fn side(name: &str, fast: bool) -> Side {
         "[gw]",
         "  - match: [{uri: {prefix: /dead}}]\n    route: [{destination: {host: dead.internal}}]\n  - match: [{uri: {prefix: /slow}}]\n    timeout: 0.2s\n    route: [{destination: {host: up.internal}}]\n  - match: [{uri: {prefix: /busy/retried}}]\n    retries: {attempts: 2, retryOn: 5xx}\n    route: [{destination: {host: up.internal}}]\n  - match: [{uri: {prefix: /headers}}]\n    headers: {request: {set: {x-route: r}}}\n    route: [{destination: {host: up.internal}}]\n  - route: [{destination: {host: up.internal}}]\n",
     ));
-    let dir = common::scratch(name);
     let port = free_port();
     common::write(&dir, "conf/mesh.yaml", MESH);
     common::write(
@@ -236,6 +284,8 @@ fn side(name: &str, fast: bool) -> Side {
     Side {
         _gw: gw,
         addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        tls_addr: format!("127.0.0.1:{tls_port}").parse().unwrap(),
+        ca,
         up,
     }
 }
@@ -287,7 +337,10 @@ fn the_fast_path_puts_the_same_bytes_on_both_wires_as_the_full_pipeline() {
         ("100 continue", vec![req("/continue", "")], 1),
         ("http/1.0 upstream", vec![req("/old", ""), req("/", "")], 2),
         ("big", vec![req("/big", "")], 1),
-        ("client close", vec![req("/", "Connection: close\r\n")], 0),
+        ("client close", vec![req("/", "Connection: close\r\nX-After: 1\r\n")], 1),
+        ("client close last", vec![req("/", "Connection: close\r\n")], 1),
+        ("client close, more", vec![req("/", "Connection: close, x-after\r\nX-After: 1\r\n")], 0),
+        ("hop-by-hop request headers", vec![req("/", "Trailer: x-t\r\nProxy-Authorization: basic x\r\nConnection: close\r\nX-Last: 1\r\n")], 1),
         (
             "client http/1.0",
             vec![format!("GET / HTTP/1.0\r\n{H}\r\n").into_bytes()],
@@ -327,6 +380,7 @@ fn the_fast_path_puts_the_same_bytes_on_both_wires_as_the_full_pipeline() {
         ("underscore", vec![req("/", "x_under: 1\r\n")], 1),
         ("dot segments", vec![req("/a/../b//c", "")], 0),
     ];
+    const TLS_CASES: [&str; 5] = ["plain", "chunked", "dead upstream", "post", "client close"];
     let mut differ = Vec::new();
     for (name, reqs, fast_count) in &cases {
         let reqs: Vec<&[u8]> = reqs.iter().map(|r| r.as_slice()).collect();
@@ -348,6 +402,37 @@ fn the_fast_path_puts_the_same_bytes_on_both_wires_as_the_full_pipeline() {
         if a != b {
             differ.push(format!(
                 "== {name}\n-- full, client:\n{}\n-- fast, client:\n{}\n-- full, upstream:\n{}\n-- fast, upstream:\n{}",
+                a.0, b.0, a.1, b.1
+            ));
+        }
+    }
+    // The same over TLS the gateway terminates (the request line's scheme: https).
+    for (name, reqs, fast_count) in cases.iter().filter(|c| TLS_CASES.contains(&c.0)) {
+        let reqs: Vec<&[u8]> = reqs.iter().map(|r| r.as_slice()).collect();
+        // The full pipeline ends a connection after an error answer without TLS's
+        // close_notify (Pingora drops it); the fast path closes it properly.
+        let truncated = "<closed without close_notify>";
+        let a = exchange_tls(full.tls_addr, &full.ca, &reqs);
+        let a = (mask(&a).replace(truncated, ""), mask(&full.up.take()));
+        let before = served_fast(&fast);
+        let b = (
+            mask(&exchange_tls(fast.tls_addr, &fast.ca, &reqs)),
+            mask(&fast.up.take()),
+        );
+        assert!(!b.0.contains(truncated), "{name}: {}", b.0);
+        assert_eq!(
+            served_fast(&fast) - before,
+            *fast_count,
+            "{name} over TLS: requests the fast path served"
+        );
+        assert!(
+            a.1.is_empty() || a.1.contains("x-forwarded-proto: https"),
+            "{name}: {}",
+            a.1
+        );
+        if a != b {
+            differ.push(format!(
+                "== {name} (TLS)\n-- full, client:\n{}\n-- fast, client:\n{}\n-- full, upstream:\n{}\n-- fast, upstream:\n{}",
                 a.0, b.0, a.1, b.1
             ));
         }

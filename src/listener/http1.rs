@@ -11,6 +11,7 @@ use super::replay::Replay;
 use crate::http::fast::{FastPath, Served as FastServed};
 use crate::snapshot::settings::DownstreamSettings;
 use crate::telemetry::{Exchange, ResponseFlags, Telemetry};
+use crate::tls::connection::TlsConnection;
 use bytes::BytesMut;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
@@ -165,6 +166,8 @@ pub struct Drain<'a> {
 pub struct Helpers<'a> {
     pub fast: Option<&'a FastPath>,
     pub telemetry: &'a Telemetry,
+    /// The TLS connection the listener terminated, if any.
+    pub tls: Option<&'a TlsConnection>,
 }
 
 /// Serves the HTTP requests of one connection (plain, or TLS already terminated) with
@@ -188,8 +191,7 @@ where
     // Pingora counts requests per connection only under a keep-alive request limit,
     // which the fast path does not keep.
     let fast = helpers.fast.filter(|_| {
-        !tls && app
-            .server_options()
+        app.server_options()
             .is_none_or(|o| o.keepalive_request_limit.is_none())
     });
     if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
@@ -270,10 +272,18 @@ where
         first = false;
         if let Some(f) = fast {
             let keep_alive = !*drain.watch.borrow();
-            match f.serve(&mut stream, &mut buf, keep_alive).await {
+            match f
+                .serve(&mut stream, &mut buf, helpers.tls, keep_alive)
+                .await
+            {
                 FastServed::Declined => {}
                 FastServed::KeepAlive => continue,
-                FastServed::Close => return done(None),
+                FastServed::Close => {
+                    // As Pingora ends a session: TLS close_notify, then FIN (a TLS client
+                    // takes a bare close for a truncation, and keeps no session).
+                    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+                    return done(None);
+                }
             }
         }
         let replay: Stream = Box::new(Replay::new(

@@ -292,8 +292,9 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
                                 idle: &self.idle,
                             },
                             http1::Helpers {
-                                fast: None,
+                                fast: self.fast.as_ref(),
                                 telemetry: &self.telemetry,
+                                tls: Some(&info),
                             },
                             false,
                         )
@@ -381,6 +382,7 @@ impl<H: HttpServerApp + Send + Sync + 'static> ServerApp for ListenerApp<H> {
                     http1::Helpers {
                         fast: self.fast.as_ref(),
                         telemetry: &self.telemetry,
+                        tls: None,
                     },
                     connect_proxy,
                 )

@@ -1,8 +1,9 @@
 //! The HTTP/1 fast path: the common request served without Pingora's HTTP session, on
-//! the head the listener has already read. It takes a plain-text HTTP/1.1 `GET` or
+//! the head the listener has already read. It takes an HTTP/1.1 `GET` or
 //! `HEAD` without a body or connection headers ([`request::parse`]) whose route only
 //! forwards ([`simple_route`]) to a cluster of plain HTTP/1 endpoints ([`simple_cluster`]),
-//! when no access log is written; anything else is declined before a byte is sent and
+//! when no access log is written and no client certificate is to be described upstream;
+//! anything else is declined before a byte is sent and
 //! the listener replays the head to the full pipeline.
 //!
 //! It runs the full pipeline's steps with the same parts (routing, forwarding headers,
@@ -16,11 +17,13 @@ pub mod response;
 
 use super::forwarding::IpText;
 use super::routing::{self, Decision};
+use crate::config::model::ForwardClientCertDetails;
 use crate::rng::Rng;
 use crate::snapshot::cluster::{Discovery, LbPolicy};
 use crate::snapshot::matcher::RequestView;
 use crate::snapshot::route_table::{Route, RouteAction};
 use crate::telemetry::Telemetry;
+use crate::tls::connection::TlsConnection;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::Generation;
 use arc_swap::ArcSwap;
@@ -87,13 +90,21 @@ impl FastPath {
     }
 
     /// Serves the request whose complete head starts `buf` (read by the listener from
-    /// `stream`, plain text), or declines it. A served head is taken off `buf`; what
-    /// follows it (a pipelined request) stays. `keep_alive`: the connection may carry
-    /// another request (not draining).
-    pub async fn serve(&self, stream: &mut Stream, buf: &mut BytesMut, keep_alive: bool) -> Served {
-        if self.telemetry.logs_access() || stream.get_ssl_digest().is_some() {
+    /// `stream`, over `tls` if the listener terminated TLS), or declines it. A served
+    /// head is taken off `buf`; what follows it (a pipelined request) stays.
+    /// `keep_alive`: the connection may carry another request (not draining).
+    pub async fn serve(
+        &self,
+        stream: &mut Stream,
+        buf: &mut BytesMut,
+        tls: Option<&TlsConnection>,
+        keep_alive: bool,
+    ) -> Served {
+        if self.telemetry.logs_access() {
             return Served::Declined;
         }
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let chain = tls.map(|t| &*t.chain);
         let started = Instant::now();
         let digest = stream.get_socket_digest();
         let inet = |a: Option<&pingora::protocols::l4::socket::SocketAddr>| {
@@ -117,13 +128,13 @@ impl FastPath {
                 path_and_query: head.target,
                 query: head.query,
                 method: head.method,
-                scheme: "http",
+                scheme,
                 authority: head.host,
                 port: local.port(),
                 header: &lookup,
             };
             let Some(Decision::Route(route, None, None)) =
-                routing::decide_view(snap, local, None, &view)
+                routing::decide_view(snap, local, chain, &view)
             else {
                 return Served::Declined;
             };
@@ -146,10 +157,20 @@ impl FastPath {
             if !simple_cluster(cluster) {
                 return Served::Declined;
             }
+            // A verified client certificate the gateway would describe upstream
+            // (`x-forwarded-client-cert`): the full pipeline's.
+            let client_cert = tls.is_some_and(|t| t.peer().is_some())
+                && matches!(
+                    settings.forward_client_cert,
+                    ForwardClientCertDetails::AppendForward | ForwardClientCertDetails::SanitizeSet
+                );
+            if client_cert {
+                return Served::Declined;
+            }
             let peer_text = peer.map(|p| IpText::new(p.ip()));
             let head_bytes = request::upstream_head(
                 &head,
-                "http",
+                scheme,
                 peer_text.as_ref().map(|t| t.as_str()),
                 &self.rng.uuid_bytes(),
             );
@@ -159,7 +180,7 @@ impl FastPath {
                 cluster: cluster.clone(),
                 dest: self.telemetry.destination(&active.snapshot, id),
                 stream_idle: settings.stream_idle_timeout,
-                keep_alive,
+                keep_alive: keep_alive && !head.close,
                 started,
                 route: route.clone(),
             };

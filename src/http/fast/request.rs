@@ -21,7 +21,21 @@ pub struct Head<'a> {
     pub headers: &'a [httparse::Header<'a>],
     /// The head's length in bytes, blank line included.
     pub len: usize,
+    /// The client sent `Connection: close` (its only connection option): the answer
+    /// is the connection's last.
+    pub close: bool,
+    /// The client sent a header of [`HOP_BY_HOP`].
+    pub hop_by_hop: bool,
 }
+
+/// The hop-by-hop headers the fast path takes and Pingora removes from the upstream
+/// request, in the order it removes them (others of its list go to the full pipeline).
+const HOP_BY_HOP: [&[u8]; 4] = [
+    b"proxy-authenticate",
+    b"proxy-authorization",
+    b"trailer",
+    b"connection",
+];
 
 impl<'a> Head<'a> {
     /// The first value of a header, by lower-case name.
@@ -35,13 +49,14 @@ impl<'a> Head<'a> {
 }
 
 /// Headers whose presence sends a request to the full pipeline: framing and connection
-/// management (a body, `Connection`, upgrades), and the headers the gateway sets or
+/// management (a body, upgrades, a header named `close`, which `Connection: close`
+/// would remove), and the headers the gateway sets or
 /// removes itself (`x-forwarded-*`, `x-request-id`, Envoy's internal headers).
 fn takes_full_pipeline(name: &[u8]) -> bool {
     const NAMES: [&[u8]; 12] = [
         b"content-length",
         b"transfer-encoding",
-        b"connection",
+        b"close",
         b"upgrade",
         b"expect",
         b"te",
@@ -112,8 +127,19 @@ pub fn parse<'a>(
     let underscores = settings.headers_with_underscores == HeadersWithUnderscoresAction::Allow;
     let mut size = 0;
     let mut host = None;
+    let mut close = false;
+    let mut hop_by_hop = false;
     for h in headers {
         let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"connection") {
+            // `close` alone; any other option (a nominated header, `keep-alive`, an
+            // upgrade) goes to the full pipeline.
+            if close || !h.value.eq_ignore_ascii_case(b"close") {
+                return None;
+            }
+            close = true;
+        }
+        hop_by_hop |= HOP_BY_HOP.iter().any(|n| n.eq_ignore_ascii_case(name));
         size += name.len() + h.value.len();
         if takes_full_pipeline(name)
             || (!underscores && name.contains(&b'_'))
@@ -148,6 +174,8 @@ pub fn parse<'a>(
         host: host?,
         headers,
         len,
+        close,
+        hop_by_hop,
     })
 }
 
@@ -177,9 +205,19 @@ pub fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// A header of the upstream request, in the order Pingora's header map holds them: a
+/// name the client sent (all its values), or one the gateway adds.
+#[derive(Clone, Copy)]
+enum Entry<'a> {
+    Client(&'a [u8]),
+    Gateway(&'static [u8], &'a [u8]),
+}
+
 /// The upstream request head up to the headers each try adds: the request line, the
 /// client's headers, then the gateway's own (`x-forwarded-for`, `x-forwarded-proto`,
-/// `x-envoy-external-address`, `x-request-id`), in the full pipeline's order.
+/// `x-envoy-external-address`, `x-request-id`), in the full pipeline's order. The
+/// client's hop-by-hop headers go as Pingora's map removes an entry: the last entry
+/// takes its place.
 pub fn upstream_head(
     head: &Head,
     scheme: &str,
@@ -191,19 +229,55 @@ pub fn upstream_head(
     out.push(b' ');
     out.extend_from_slice(head.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let mut pairs: [(&[u8], &[u8]); MAX_HEADERS] = [(&[], &[]); MAX_HEADERS];
-    for (p, h) in pairs.iter_mut().zip(head.headers) {
-        *p = (h.name.as_bytes(), h.value);
+    let mut entries = [Entry::Client(&[]); MAX_HEADERS + 4];
+    let mut n = 0;
+    for (i, h) in head.headers.iter().enumerate() {
+        let name = h.name.as_bytes();
+        if head.headers[..i]
+            .iter()
+            .any(|p| p.name.as_bytes().eq_ignore_ascii_case(name))
+        {
+            continue;
+        }
+        entries[n] = Entry::Client(name);
+        n += 1;
     }
-    write_grouped(&mut out, &pairs[..head.headers.len()]);
-    if let Some(ip) = peer_ip {
-        header_line(&mut out, b"x-forwarded-for", ip.as_bytes());
+    let ip = peer_ip.map(str::as_bytes);
+    for e in [
+        ip.map(|ip| Entry::Gateway(b"x-forwarded-for", ip)),
+        Some(Entry::Gateway(b"x-forwarded-proto", scheme.as_bytes())),
+        ip.map(|ip| Entry::Gateway(b"x-envoy-external-address", ip)),
+        Some(Entry::Gateway(b"x-request-id", request_id)),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        entries[n] = e;
+        n += 1;
     }
-    header_line(&mut out, b"x-forwarded-proto", scheme.as_bytes());
-    if let Some(ip) = peer_ip {
-        header_line(&mut out, b"x-envoy-external-address", ip.as_bytes());
+    if head.hop_by_hop {
+        for hop in HOP_BY_HOP {
+            let found = entries[..n]
+                .iter()
+                .position(|e| matches!(e, Entry::Client(k) if k.eq_ignore_ascii_case(hop)));
+            if let Some(i) = found {
+                entries[i] = entries[n - 1];
+                n -= 1;
+            }
+        }
     }
-    header_line(&mut out, b"x-request-id", request_id);
+    for e in &entries[..n] {
+        match *e {
+            Entry::Gateway(k, v) => header_line(&mut out, k, v),
+            Entry::Client(name) => {
+                for h in head.headers {
+                    if h.name.as_bytes().eq_ignore_ascii_case(name) {
+                        header_line(&mut out, h.name.as_bytes(), h.value);
+                    }
+                }
+            }
+        }
+    }
     out
 }
 
@@ -231,7 +305,9 @@ mod tests {
             "GET / HTTP/1.0\r\nHost: a\r\n\r\n",
             "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx",
             "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
-            "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: close, x-a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nclose: 1\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nx-request-id: 1\r\n\r\n",
@@ -249,6 +325,21 @@ mod tests {
         ] {
             assert!(!takes(refused), "{refused:?}");
         }
+    }
+
+    #[test]
+    fn connection_close_leaves_as_pingora_removes_it() {
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let raw = "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nAccept: x\r\n\r\n";
+        let head = parse(raw.as_bytes(), &mut storage, &DownstreamSettings::default()).unwrap();
+        assert!(head.close && head.hop_by_hop);
+        let out = upstream_head(&head, "http", Some("10.0.0.1"), b"id");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET / HTTP/1.1\r\nHost: a\r\nx-request-id: id\r\nAccept: x\r\n\
+             x-forwarded-for: 10.0.0.1\r\nx-forwarded-proto: http\r\n\
+             x-envoy-external-address: 10.0.0.1\r\n"
+        );
     }
 
     #[test]
