@@ -93,34 +93,47 @@ pub async fn reply(
     Ok(())
 }
 
-/// A local reply to an HTTP/1.1 client without the content types `reply` handles
-/// specially (the HTTP/1 fast path's), byte for byte as Pingora writes [`reply`]'s:
-/// `headers`, `content-length`, `content-type` with a body, `Date`, `Connection`.
-pub fn h1_reply(
-    out: &mut Vec<u8>,
-    status: u16,
-    headers: &[(&str, &str)],
-    body: &[u8],
-    date: &[u8],
-    keep_alive: bool,
-) {
-    let reason = http::StatusCode::from_u16(status)
+/// A local reply the HTTP/1 fast path writes.
+pub struct Reply<'a> {
+    pub status: u16,
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: &'a [u8],
+    /// It answers a `HEAD` request: the head says the body's length, no body follows.
+    pub head_request: bool,
+}
+
+impl Reply<'_> {
+    /// Body bytes the client gets (Istio's response size).
+    pub fn body_sent(&self) -> u64 {
+        if self.head_request {
+            0
+        } else {
+            self.body.len() as u64
+        }
+    }
+}
+
+/// A local reply to an HTTP/1.1 client that is not gRPC (the HTTP/1 fast path's), byte
+/// for byte as Pingora writes [`reply`]'s: the headers, `content-length`, `content-type`
+/// with a body, `Date`, `Connection`, then the body (none for `HEAD`).
+pub fn h1_reply(out: &mut Vec<u8>, r: &Reply, date: &[u8], keep_alive: bool) {
+    let reason = http::StatusCode::from_u16(r.status)
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("");
-    let length = body.len().to_string();
-    out.extend_from_slice(format!("HTTP/1.1 {status} {reason}\r\n").as_bytes());
+    let length = r.body.len().to_string();
+    out.extend_from_slice(format!("HTTP/1.1 {} {reason}\r\n", r.status).as_bytes());
     let mut line = |k: &[u8], v: &[u8]| {
         out.extend_from_slice(k);
         out.extend_from_slice(b": ");
         out.extend_from_slice(v);
         out.extend_from_slice(b"\r\n");
     };
-    for (k, v) in headers {
+    for (k, v) in r.headers {
         line(k.as_bytes(), v.as_bytes());
     }
     line(b"content-length", length.as_bytes());
-    if !body.is_empty() {
+    if !r.body.is_empty() {
         line(b"content-type", b"text/plain");
     }
     line(b"Date", date);
@@ -129,7 +142,9 @@ pub fn h1_reply(
         if keep_alive { b"keep-alive" } else { b"close" },
     );
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
+    if !r.head_request {
+        out.extend_from_slice(r.body);
+    }
 }
 
 /// A plain local reply.

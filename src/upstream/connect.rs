@@ -113,6 +113,51 @@ pub fn http_peer(
     peer
 }
 
+/// A kept-alive connection to `addr` from the HTTP/1 fast path's pool, if the cluster
+/// state holds a quiet one idle for less than `connectionPool.http.idleTimeout`.
+pub fn pooled_http1(state: &ClusterState, addr: SocketAddr) -> Option<TcpStream> {
+    state
+        .idle
+        .take(addr, state.spec.policy.http_pool.idle_timeout)
+}
+
+/// Gives a connection back to the fast path's pool after a complete answer that left it
+/// reusable.
+pub fn keep_http1(state: &ClusterState, addr: SocketAddr, stream: TcpStream) {
+    state
+        .idle
+        .put(addr, stream, state.spec.policy.http_pool.idle_timeout);
+}
+
+/// A new plain-text HTTP/1 connection to `ep` for the fast path, made as Pingora's
+/// connector makes the full pipeline's: the cluster's connect timeout, Nagle off, its TCP
+/// keepalive; counted and recorded against the endpoint as the pipeline's hooks do
+/// (`connected_to_upstream`, `fail_to_connect`). `Err`: no connection (UF).
+pub async fn new_http1(state: &ClusterState, ep: &EndpointState) -> Result<TcpStream, ()> {
+    let policy = &state.spec.policy;
+    let connected =
+        tokio::time::timeout(policy.connect_timeout, TcpStream::connect(ep.address)).await;
+    let outcome = match connected {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            if let Some(k) = &policy.tcp_keepalive {
+                let _ = pingora::protocols::l4::ext::set_tcp_keepalive(&s, &keepalive(k));
+            }
+            state.stats.connects.fetch_add(1, Ordering::Relaxed);
+            let split = policy.outlier_detection.as_ref();
+            if split.is_some_and(|o| o.split_external_local_origin_errors) {
+                state.record(ep, Outcome::Connected);
+            }
+            return Ok(s);
+        }
+        Ok(Err(_)) => Outcome::ConnectFailed,
+        Err(_) => Outcome::TimedOut,
+    };
+    note_connect_failure(state);
+    state.record(ep, outcome);
+    Err(())
+}
+
 /// Records a failed connection attempt of the HTTP pipeline (Pingora connected for it).
 pub fn note_connect_failure(state: &ClusterState) {
     state.stats.connect_failures.fetch_add(1, Ordering::Relaxed);

@@ -35,11 +35,18 @@ impl std::fmt::Debug for IdlePool {
 }
 
 /// Whether an idle connection is still good to send on: the upstream has not closed it
-/// nor sent anything since its last answer (without a system call when the runtime
-/// knows it is not readable).
+/// nor sent anything since its last answer. Asked of the socket itself (a non-blocking
+/// peek), not of the runtime's readiness, which may not have seen the close yet.
 fn quiet(stream: &TcpStream) -> bool {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: a second handle on the descriptor `stream` owns, never dropped (so never
+    // closed) and used only for the peek while `stream` is borrowed.
+    let peek = std::mem::ManuallyDrop::new(unsafe {
+        std::net::TcpStream::from_raw_fd(stream.as_raw_fd())
+    });
     let mut probe = [0u8; 1];
-    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    // The socket is non-blocking (tokio's): no data and no close is `WouldBlock`.
+    matches!(peek.peek(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 impl IdlePool {
@@ -60,14 +67,23 @@ impl IdlePool {
         }
     }
 
-    /// Keeps a connection for reuse (closed instead when the pool is full).
-    pub fn put(&self, endpoint: SocketAddr, stream: TcpStream) {
+    /// Keeps a connection for reuse (closed instead when the pool is full). Connections
+    /// idle past `idle_timeout` are closed here too, so an upstream that closed its end
+    /// of an unused connection does not leave it half-open for long.
+    pub fn put(&self, endpoint: SocketAddr, stream: TcpStream, idle_timeout: Duration) {
+        let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle
+            .first()
+            .is_some_and(|c| now.saturating_duration_since(c.since) >= idle_timeout)
+        {
+            idle.retain(|c| now.saturating_duration_since(c.since) < idle_timeout);
+        }
         if idle.len() < MAX_IDLE {
             idle.push(Idle {
                 endpoint,
                 stream,
-                since: Instant::now(),
+                since: now,
             });
         }
     }
@@ -88,25 +104,26 @@ mod tests {
         // A quiet connection comes back once, for its endpoint only.
         let c = TcpStream::connect(addr).await.unwrap();
         let (_s1, _) = l.accept().await.unwrap();
-        pool.put(addr, c);
+        pool.put(addr, c, long);
         assert!(pool.take(other, long).is_none());
         assert!(pool.take(addr, long).is_some());
         assert!(pool.take(addr, long).is_none());
-        // One the upstream closed, or wrote to, is dropped.
+        // One the upstream closed, or wrote to, is dropped, even before the runtime
+        // polled its readiness (no await between the close and the take).
         let c = TcpStream::connect(addr).await.unwrap();
         let (s2, _) = l.accept().await.unwrap();
-        drop(s2);
-        pool.put(addr, c);
+        pool.put(addr, c, long);
         let c = TcpStream::connect(addr).await.unwrap();
         let (mut s3, _) = l.accept().await.unwrap();
+        pool.put(addr, c, long);
         s3.write_all(b"junk").await.unwrap();
-        pool.put(addr, c);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(s2);
+        std::thread::sleep(Duration::from_millis(50));
         assert!(pool.take(addr, long).is_none());
         // One idle too long is dropped.
         let c = TcpStream::connect(addr).await.unwrap();
         let (_s4, _) = l.accept().await.unwrap();
-        pool.put(addr, c);
+        pool.put(addr, c, long);
         assert!(pool.take(addr, Duration::ZERO).is_none());
     }
 }

@@ -7,7 +7,7 @@
 use super::response::{self, Added, Answer, Dechunker, Framing};
 use super::{FastPath, Served};
 use crate::http::local_reply::{
-    h1_reply, BODY_CONNECT_FAILURE, BODY_NO_HEALTHY_UPSTREAM, BODY_OVERFLOW, BODY_RESET,
+    h1_reply, Reply, BODY_CONNECT_FAILURE, BODY_NO_HEALTHY_UPSTREAM, BODY_OVERFLOW, BODY_RESET,
     BODY_STREAM_TIMEOUT, BODY_TIMEOUT,
 };
 use crate::http::number_value;
@@ -16,11 +16,11 @@ use crate::snapshot::route_table::Route;
 use crate::telemetry::{Destination, HttpSample, RequestProtocol, ResponseFlags};
 use crate::upstream::balancer;
 use crate::upstream::cluster::ClusterState;
-use crate::upstream::connect::note_connect_failure;
-use crate::upstream::connection;
 use crate::upstream::endpoint::InFlight;
 use crate::upstream::limits::RetrySlot;
 use crate::upstream::outlier::Outcome as Attempt;
+use crate::upstream::{connect, connection};
+use bytes::BytesMut;
 use pingora::protocols::Stream;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
@@ -31,7 +31,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// An upstream answer's head may be this large at most (Pingora's limit).
-const MAX_ANSWER_HEAD: usize = 64 * 1024;
+const MAX_ANSWER_HEAD: usize = 1024 * 1024 - 1;
 
 /// Upstream body bytes read at once.
 const BODY_READ: usize = 32 * 1024;
@@ -47,6 +47,9 @@ pub(super) struct Plan {
     pub stream_idle: Duration,
     pub keep_alive: bool,
     pub started: Instant,
+    /// Client bytes kept while an answer is awaited at most (MeshConfig
+    /// `maxRequestHeadersKb`).
+    pub pending_limit: usize,
 }
 
 /// How the last try failed, as fail-to-proxy tells its answers apart.
@@ -95,18 +98,6 @@ struct Tries<'a> {
     retry_slot: Option<RetrySlot>,
     /// Answer bytes read from the upstream.
     buf: Vec<u8>,
-}
-
-/// A fresh connection to `addr` within the cluster's connect timeout, Nagle off.
-async fn connect(addr: std::net::SocketAddr, timeout: Duration) -> Result<TcpStream, Attempt> {
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => {
-            let _ = s.set_nodelay(true);
-            Ok(s)
-        }
-        Ok(Err(_)) => Err(Attempt::ConnectFailed),
-        Err(_) => Err(Attempt::TimedOut),
-    }
 }
 
 /// Reads more upstream bytes into `buf` within `wait`: `Ok(0)` at the end of the stream.
@@ -194,30 +185,30 @@ impl Tries<'_> {
         head
     }
 
-    /// One try on `up` (`reused`: from the pool): the request sent, 1xx answers relayed,
-    /// the final answer's head read into `buf`. `Err`: a pooled connection the upstream
-    /// had closed before answering, to be replaced by a fresh one.
+    /// One try on `up`: the request sent, 1xx answers relayed, the final answer's head
+    /// read into `buf`. Meanwhile the client is watched, as Pingora watches it: its
+    /// close ends the request; bytes it sends (a pipelined request) are kept in
+    /// `pending`, up to `pending_limit`.
     async fn exchange(
         &mut self,
         down: &mut Stream,
+        pending: &mut BytesMut,
         mut up: TcpStream,
-        reused: bool,
         close_upstream: bool,
         read: Duration,
-    ) -> Result<Try, ()> {
+    ) -> Try {
         let plan = self.plan;
         let head = self.head(close_upstream);
         let sent = tokio::time::timeout(plan.stream_idle, up.write_all(&head)).await;
         if !matches!(sent, Ok(Ok(()))) {
-            return match reused {
-                true => Err(()),
-                false => Ok(Try::Failed(Failed::Reset, Outcome::Reset)),
-            };
+            return Try::Failed(Failed::Reset, Outcome::Reset);
         }
         self.buf.clear();
+        let wait = tokio::time::sleep(read);
+        tokio::pin!(wait);
         loop {
-            match response::parse(&self.buf, plan.head_request) {
-                Err(_) => return Ok(Try::Failed(Failed::Reset, Outcome::Reset)),
+            match response::parse(&self.buf, plan.head_request, close_upstream) {
+                Err(_) => return Try::Failed(Failed::Reset, Outcome::Reset),
                 Ok(Some(a)) if a.informational => {
                     let mut out = Vec::with_capacity(a.len);
                     let added = Added {
@@ -227,36 +218,46 @@ impl Tries<'_> {
                     };
                     response::client_head(&mut out, &self.buf[..a.len], &a, &added);
                     if !to_client(down, &out, plan.stream_idle).await {
-                        return Ok(Try::ClientGone);
+                        return Try::ClientGone;
                     }
                     self.buf.drain(..a.len);
                     continue;
                 }
-                Ok(Some(a)) => return Ok(Try::Answered(up, a)),
+                Ok(Some(a)) => return Try::Answered(up, a),
                 Ok(None) if self.buf.len() > MAX_ANSWER_HEAD => {
-                    return Ok(Try::Failed(Failed::Reset, Outcome::Reset))
+                    return Try::Failed(Failed::Reset, Outcome::Reset)
                 }
                 Ok(None) => {}
             }
-            let fresh = self.buf.is_empty();
-            match read_more(&mut up, &mut self.buf, read, 4096).await {
-                Ok(0) | Err(Failed::Reset) if reused && fresh => return Err(()),
-                Ok(0) => return Ok(Try::Failed(Failed::Reset, Outcome::Reset)),
-                Ok(_) => {}
-                Err(f) => {
-                    let outcome = match f {
-                        Failed::Timeout => Outcome::TimedOut,
-                        _ => Outcome::Reset,
-                    };
-                    return Ok(Try::Failed(f, outcome));
-                }
+            if self.buf.capacity() - self.buf.len() < 1024 {
+                self.buf.reserve(4096);
+            }
+            // Each read may wait `read` (Pingora's read timeout is per read).
+            wait.as_mut().reset(tokio::time::Instant::now() + read);
+            let watch = pending.len() < plan.pending_limit;
+            tokio::select! {
+                biased;
+                r = up.read_buf(&mut self.buf) => match r {
+                    Ok(0) | Err(_) => return Try::Failed(Failed::Reset, Outcome::Reset),
+                    Ok(_) => {}
+                },
+                () = &mut wait => return Try::Failed(Failed::Timeout, Outcome::TimedOut),
+                c = down.read_buf(pending), if watch => match c {
+                    Ok(0) | Err(_) => return Try::ClientGone,
+                    Ok(_) => {}
+                },
             }
         }
     }
 }
 
 /// Serves the planned request: its tries, then the answer or the local reply.
-pub(super) async fn run(fast: &FastPath, down: &mut Stream, plan: Plan) -> Served {
+pub(super) async fn run(
+    fast: &FastPath,
+    down: &mut Stream,
+    pending: &mut BytesMut,
+    plan: Plan,
+) -> Served {
     let cluster = &*plan.cluster;
     let policy = &cluster.spec.policy;
     let retry_policy = &plan.route.policy.retry;
@@ -267,7 +268,7 @@ pub(super) async fn run(fast: &FastPath, down: &mut Stream, plan: Plan) -> Serve
         retry_slot: None,
         buf: Vec::new(),
     };
-    let date = pingora::protocols::http::date::get_cached_date();
+    let date = pingora::protocols::http::date::get_cached_date;
     let next = if plan.keep_alive {
         Served::KeepAlive
     } else {
@@ -281,20 +282,18 @@ pub(super) async fn run(fast: &FastPath, down: &mut Stream, plan: Plan) -> Serve
             let flags = ResponseFlags::UO;
             let mut out = Vec::with_capacity(256);
             let overloaded = [("x-envoy-overloaded", "true")];
-            let body = BODY_OVERFLOW.as_bytes();
-            h1_reply(
-                &mut out,
-                503,
-                &overloaded,
-                body,
-                date.as_bytes(),
-                plan.keep_alive,
-            );
+            let reply = Reply {
+                status: 503,
+                headers: &overloaded,
+                body: BODY_OVERFLOW.as_bytes(),
+                head_request: plan.head_request,
+            };
+            h1_reply(&mut out, &reply, date().as_bytes(), plan.keep_alive);
             if !to_client(down, &out, plan.stream_idle).await {
-                report(&plan, 503, flags | ResponseFlags::DC, 0);
+                report(&plan, 0, flags | ResponseFlags::DC, 0);
                 return Served::Close;
             }
-            report(&plan, 503, flags, body.len() as u64);
+            report(&plan, 503, flags, reply.body_sent());
             return next;
         }
     };
@@ -329,40 +328,24 @@ pub(super) async fn run(fast: &FastPath, down: &mut Stream, plan: Plan) -> Serve
         };
         cluster.stats.requests.fetch_add(1, Ordering::Relaxed);
         let ep = InFlight::new(ep);
-        let addr = ep.endpoint().address;
-        let mut pooled = cluster.idle.take(addr, policy.http_pool.idle_timeout);
-        let (result, close_upstream) = loop {
-            let reused = pooled.is_some();
-            let up = match pooled.take() {
-                Some(s) => s,
-                None => match connect(addr, policy.connect_timeout).await {
-                    Ok(s) => {
-                        cluster.stats.connects.fetch_add(1, Ordering::Relaxed);
-                        if policy
-                            .outlier_detection
-                            .as_ref()
-                            .is_some_and(|o| o.split_external_local_origin_errors)
-                        {
-                            t.record(&ep, Attempt::Connected);
-                        }
-                        s
-                    }
-                    Err(attempt) => {
-                        note_connect_failure(cluster);
-                        t.record(&ep, attempt);
-                        break (Try::Failed(Failed::Connect, Outcome::ConnectFailed), false);
-                    }
-                },
-            };
-            let close_upstream = connection::last_request(
-                up.as_raw_fd(),
-                reused,
-                policy.http_pool.max_requests_per_connection,
-                policy.max_connection_duration,
-            );
-            if let Ok(r) = t.exchange(down, up, reused, close_upstream, read).await {
-                break (r, close_upstream);
+        let pooled = connect::pooled_http1(cluster, ep.endpoint().address);
+        let reused = pooled.is_some();
+        let up = match pooled {
+            Some(s) => Ok(s),
+            None => connect::new_http1(cluster, ep.endpoint()).await,
+        };
+        let (result, close_upstream) = match up {
+            Ok(up) => {
+                let close_upstream = connection::last_request(
+                    up.as_raw_fd(),
+                    reused,
+                    policy.http_pool.max_requests_per_connection,
+                    policy.max_connection_duration,
+                );
+                let r = t.exchange(down, pending, up, close_upstream, read).await;
+                (r, close_upstream)
             }
+            Err(()) => (Try::Failed(Failed::Connect, Outcome::ConnectFailed), false),
         };
         match result {
             Try::ClientGone => {
@@ -406,19 +389,18 @@ pub(super) async fn run(fast: &FastPath, down: &mut Stream, plan: Plan) -> Serve
         Err(failed) => {
             let (status, body) = failure_reply(t.flags, failed);
             let mut out = Vec::with_capacity(256);
-            h1_reply(
-                &mut out,
+            let reply = Reply {
                 status,
-                &[],
-                body.as_bytes(),
-                date.as_bytes(),
-                plan.keep_alive,
-            );
+                headers: &[],
+                body: body.as_bytes(),
+                head_request: plan.head_request,
+            };
+            h1_reply(&mut out, &reply, date().as_bytes(), plan.keep_alive);
             // As the full pipeline, the connection is not reused after such an answer.
             if to_client(down, &out, plan.stream_idle).await {
-                report(&plan, status, t.flags, body.len() as u64);
+                report(&plan, status, t.flags, reply.body_sent());
             } else {
-                report(&plan, status, t.flags | ResponseFlags::DC, 0);
+                report(&plan, 0, t.flags | ResponseFlags::DC, 0);
             }
             return Served::Close;
         }
@@ -429,6 +411,7 @@ pub(super) async fn run(fast: &FastPath, down: &mut Stream, plan: Plan) -> Serve
         .map_or(0, |s| answered_at.saturating_duration_since(s).as_millis());
     let service_time = number_value(u64::try_from(service_ms).unwrap_or(u64::MAX));
     let mut out = Vec::with_capacity(answer.len + 256 + t.buf.len());
+    let date = date();
     let added = Added {
         service_time: service_time.as_bytes(),
         date: date.as_bytes(),
@@ -472,6 +455,10 @@ pub(super) async fn run(fast: &FastPath, down: &mut Stream, plan: Plan) -> Serve
                 done = Ok(true);
                 continue;
             }
+            Ok(0) if relay.framing == Framing::CloseRaw => {
+                done = Ok(true);
+                continue;
+            }
             Ok(0) => Failed::Reset,
             Ok(_) => {
                 done = relay.feed(&buf, &mut out, &mut reusable);
@@ -496,10 +483,14 @@ pub(super) async fn run(fast: &FastPath, down: &mut Stream, plan: Plan) -> Serve
         return Served::Close;
     }
     if reusable {
-        cluster.idle.put(ep.endpoint().address, up);
+        connect::keep_http1(cluster, ep.endpoint().address, up);
     }
     report(&plan, status, t.flags, relay.sent);
-    next
+    // A body that ended with the upstream's connection ends the client's too.
+    match relay.framing {
+        Framing::CloseRaw => Served::Close,
+        _ => next,
+    }
 }
 
 /// An answer's body on its way to the client.
@@ -548,6 +539,11 @@ impl Relay {
             }
             Framing::Close => {
                 response::write_chunk(out, input);
+                self.sent += input.len() as u64;
+                Ok(false)
+            }
+            Framing::CloseRaw => {
+                out.extend_from_slice(input);
                 self.sent += input.len() as u64;
                 Ok(false)
             }

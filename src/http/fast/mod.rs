@@ -64,14 +64,13 @@ fn simple_route(route: &Route) -> bool {
 
 /// A cluster the fast path serves: endpoints known ahead (not the Host resolved per
 /// request), plain-text HTTP/1 upstream, no consistent hash (its key needs the request
-/// headers and may set a cookie), no TCP keepalive options, and some endpoint.
+/// headers and may set a cookie), and some endpoint.
 fn simple_cluster(c: &ClusterState) -> bool {
     let p = &c.spec.policy;
     c.spec.discovery != Discovery::Dynamic
         && p.tls.is_none()
         && !p.upstream_h2(false)
         && !matches!(p.load_balancer, LbPolicy::ConsistentHash { .. })
-        && p.tcp_keepalive.is_none()
         && !c.endpoints().is_empty()
 }
 
@@ -122,7 +121,19 @@ impl FastPath {
             let Some(head) = request::parse(&buf[..], &mut storage, settings) else {
                 return Served::Declined;
             };
-            let lookup = |name: &str| head.header(name);
+            // Routing sees the headers the full pipeline has set by then (the client
+            // sent none of them: such requests are declined).
+            let peer_text = peer.map(|p| IpText::new(p.ip()));
+            let request_id = self.rng.uuid_bytes();
+            let lookup = |name: &str| match name {
+                "x-forwarded-for" | "x-envoy-external-address" => {
+                    peer_text.as_ref().map(|t| t.as_str())
+                }
+                "x-forwarded-proto" => Some(scheme),
+                // A UUID's text.
+                "x-request-id" => std::str::from_utf8(&request_id).ok(),
+                _ => head.header(name),
+            };
             let view = RequestView {
                 path: head.path,
                 path_and_query: head.target,
@@ -141,20 +152,15 @@ impl FastPath {
             let RouteAction::Forward(w) = &route.action else {
                 return Served::Declined;
             };
-            if !simple_route(&route) {
-                return Served::Declined;
-            }
-            let Some(i) = w.pick_index(self.rng.spread()) else {
-                return Served::Declined;
-            };
-            if w.headers.get(i).is_some_and(|h| !h.is_empty()) {
-                return Served::Declined;
-            }
-            let id = w.cluster_at(i);
-            let Some(cluster) = id.and_then(|id| active.cluster(id)) else {
-                return Served::Declined;
-            };
-            if !simple_cluster(cluster) {
+            // Every destination of the route qualifies, or the request goes to the full
+            // pipeline before a destination is drawn (so a split keeps its weights).
+            let every = (0..w.clusters.len()).all(|i| {
+                w.headers.get(i).is_none_or(|h| h.is_empty())
+                    && w.cluster_at(i)
+                        .and_then(|id| active.cluster(id))
+                        .is_some_and(|c| simple_cluster(c))
+            });
+            if !simple_route(&route) || !every {
                 return Served::Declined;
             }
             // A verified client certificate the gateway would describe upstream
@@ -167,12 +173,18 @@ impl FastPath {
             if client_cert {
                 return Served::Declined;
             }
-            let peer_text = peer.map(|p| IpText::new(p.ip()));
+            let Some(i) = w.pick_index(self.rng.spread()) else {
+                return Served::Declined;
+            };
+            let id = w.cluster_at(i);
+            let Some(cluster) = id.and_then(|id| active.cluster(id)) else {
+                return Served::Declined;
+            };
             let head_bytes = request::upstream_head(
                 &head,
                 scheme,
                 peer_text.as_ref().map(|t| t.as_str()),
-                &self.rng.uuid_bytes(),
+                &request_id,
             );
             let plan = exchange::Plan {
                 head: head_bytes,
@@ -181,6 +193,7 @@ impl FastPath {
                 dest: self.telemetry.destination(&active.snapshot, id),
                 stream_idle: settings.stream_idle_timeout,
                 keep_alive: keep_alive && !head.close,
+                pending_limit: settings.max_request_headers_bytes,
                 started,
                 route: route.clone(),
             };
@@ -188,6 +201,6 @@ impl FastPath {
         };
         buf.advance(len);
         self.telemetry.own.fast_path_requests.inc();
-        exchange::run(self, stream, plan).await
+        exchange::run(self, stream, buf, plan).await
     }
 }

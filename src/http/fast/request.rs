@@ -179,24 +179,6 @@ pub fn parse<'a>(
     })
 }
 
-/// Writes `headers` as Pingora's header map does: the values of a name together, at the
-/// place the name first came, names as sent.
-pub fn write_grouped<'h>(out: &mut Vec<u8>, headers: &[(&'h [u8], &'h [u8])]) {
-    for (i, (name, _)) in headers.iter().enumerate() {
-        if headers[..i]
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
-            continue;
-        }
-        for (n, v) in &headers[i..] {
-            if n.eq_ignore_ascii_case(name) {
-                header_line(out, n, v);
-            }
-        }
-    }
-}
-
 /// One `name: value` line.
 pub fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);

@@ -1,13 +1,16 @@
-//! The answer side of the HTTP/1 fast path (pure): the upstream's response head read,
-//! its framing, the head the client gets (as Pingora's pipeline writes it: headers
-//! grouped by name, `x-envoy-upstream-service-time`, `Transfer-Encoding: chunked` for
+//! The answer side of the HTTP/1 fast path (pure): the upstream's response head read as
+//! Pingora's HTTP/1 client reads it (its parser options, header limits, `Content-Length`
+//! reconciliation, framing and keep-alive rules), the head the client gets as Pingora's
+//! pipeline writes it (headers grouped by name, `Content-Length` dropped beside
+//! `Transfer-Encoding`, `x-envoy-upstream-service-time`, `Transfer-Encoding: chunked` for
 //! a body framed by the connection's end, `Date`, `Connection`), and a decoder for a
 //! chunked body, re-chunked as Pingora relays it: what one read brought, one chunk.
 
-use super::request::{header_line, write_grouped};
+use super::request::header_line;
 
-/// Response headers parsed at most; an answer with more fails as a reset.
-pub const MAX_HEADERS: usize = 128;
+/// Response headers parsed at most (Pingora's limit); an answer with more fails as a
+/// reset, as there.
+pub const MAX_HEADERS: usize = 256;
 
 /// How the answer's body is framed on the upstream connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +21,9 @@ pub enum Framing {
     Chunked,
     /// Until the upstream closes: relayed chunked.
     Close,
+    /// Until the upstream closes, with a `Transfer-Encoding` other than chunked: relayed
+    /// as it comes, and the client's connection ends with it.
+    CloseRaw,
 }
 
 /// An upstream response head.
@@ -29,7 +35,7 @@ pub struct Answer {
     pub framing: Framing,
     /// The upstream connection may carry another request after this answer.
     pub reusable: bool,
-    /// `grpc-status`, when present and a number.
+    /// `grpc-status` (its first value), when a number.
     pub grpc: Option<u32>,
     /// The head's length in the buffer.
     pub len: usize,
@@ -39,65 +45,118 @@ pub struct Answer {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Malformed;
 
-fn token_in(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|b| *b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+/// Pingora's HTTP/1 client parser options.
+fn parser() -> httparse::ParserConfig {
+    let mut p = httparse::ParserConfig::default();
+    p.allow_spaces_after_header_name_in_responses(true);
+    p.allow_obsolete_multiline_headers_in_responses(true);
+    p
 }
 
-/// Parses the response head at the start of `buf`: `Ok(None)` while incomplete.
-/// `head_request`: the request was `HEAD` (no body follows whatever the head says).
-pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<Answer>, Malformed> {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut storage);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err(Malformed),
-    };
-    let status = resp.code.ok_or(Malformed)?;
-    if status == 101 {
-        // Nothing asked to upgrade.
-        return Err(Malformed);
+/// Parses a complete head; `None` while incomplete.
+fn parse_head<'h, 'b>(
+    buf: &'b [u8],
+    storage: &'h mut [httparse::Header<'b>],
+) -> Result<Option<(httparse::Response<'h, 'b>, usize)>, Malformed> {
+    let mut resp = httparse::Response::new(storage);
+    match parser().parse_response(&mut resp, buf) {
+        Ok(httparse::Status::Complete(n)) => Ok(Some((resp, n))),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(_) => Err(Malformed),
     }
+}
+
+/// Digits only, as Pingora's `from_digits`.
+fn digits(v: &[u8]) -> Option<u64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, b| match b {
+        b'0'..=b'9' => n.checked_mul(10)?.checked_add(u64::from(b - b'0')),
+        _ => None,
+    })
+}
+
+/// Pingora's `content_length_parse_all`: every value of every `Content-Length` line,
+/// comma-separated lists included, must be the same number.
+fn content_length<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<Option<u64>, Malformed> {
     let mut length = None;
-    let mut chunked = false;
-    let mut close = resp.version != Some(1);
-    let mut grpc = None;
-    for h in resp.headers.iter() {
-        let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let n = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or(Malformed)?;
+    for line in values {
+        if !line
+            .iter()
+            .all(|b| (b' '..=b'~').contains(b) || *b == b'\t')
+        {
+            return Err(Malformed);
+        }
+        for v in line.split(|b| *b == b',') {
+            let n = digits(v.trim_ascii()).ok_or(Malformed)?;
             if length.is_some_and(|l| l != n) {
                 return Err(Malformed);
             }
             length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            chunked = h
-                .value
-                .rsplit(|b| *b == b',')
-                .next()
-                .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            if token_in(h.value, b"close") {
-                close = true;
-            } else if token_in(h.value, b"keep-alive") && resp.version == Some(0) {
-                close = false;
-            }
-        } else if name.eq_ignore_ascii_case(b"grpc-status") {
-            grpc = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.parse().ok());
         }
     }
+    Ok(length)
+}
+
+/// Parses the response head at the start of `buf`: `Ok(None)` while incomplete.
+/// `head_request`: the request was `HEAD` (no body follows whatever the head says);
+/// `close_sent`: the request said `Connection: close`.
+pub fn parse(
+    buf: &[u8],
+    head_request: bool,
+    close_sent: bool,
+) -> Result<Option<Answer>, Malformed> {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let Some((resp, len)) = parse_head(buf, &mut storage)? else {
+        return Ok(None);
+    };
+    let status = resp.code.ok_or(Malformed)?;
+    if !(100..=999).contains(&status) || status == 101 {
+        // Not a status `http` takes, or an upgrade nothing asked for.
+        return Err(Malformed);
+    }
+    let named = |name: &'static [u8]| {
+        resp.headers
+            .iter()
+            .filter(move |h| h.name.as_bytes().eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    };
+    let last_te = named(b"transfer-encoding").next_back();
+    let chunked = last_te.is_some_and(|v| {
+        v.rsplit(|b| *b == b',')
+            .next()
+            .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+    });
+    // `Transfer-Encoding` overrides `Content-Length` (which Pingora then drops unread).
+    let length = match last_te {
+        Some(_) => None,
+        None => content_length(named(b"content-length"))?,
+    };
+    let grpc = named(b"grpc-status")
+        .next()
+        .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
+    // Pingora's `respect_keepalive`: the request's `Connection`, then the answer's, then
+    // the version's default.
+    let http10 = resp.version == Some(0);
+    let mut keep_alive = None;
+    for v in named(b"connection") {
+        for t in v.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+            if t.eq_ignore_ascii_case(b"keep-alive") {
+                keep_alive = Some(true);
+            } else if t.eq_ignore_ascii_case(b"close") && keep_alive.is_none() {
+                keep_alive = Some(false);
+            }
+        }
+    }
+    let keep_alive = !close_sent && keep_alive.unwrap_or(!http10) && !(http10 && last_te.is_some());
     let informational = (100..200).contains(&status);
-    let framing = if head_request || status == 204 || status == 304 || informational {
+    let framing = if informational || status == 204 || status == 304 || head_request {
         Framing::Empty
     } else if chunked {
         Framing::Chunked
+    } else if last_te.is_some() {
+        Framing::CloseRaw
     } else if let Some(n) = length {
         Framing::Length(n)
     } else {
@@ -107,7 +166,7 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<Answer>, Malformed
         status,
         informational,
         framing,
-        reusable: !close && framing != Framing::Close,
+        reusable: keep_alive && !matches!(framing, Framing::Close | Framing::CloseRaw),
         grpc,
         len,
     }))
@@ -123,23 +182,84 @@ pub struct Added<'a> {
     pub keep_alive: bool,
 }
 
-/// Writes the client's head for the upstream head `raw` (complete, as [`parse`] found it):
-/// the status line as sent (HTTP/1.1 when the body is re-chunked), the headers grouped,
-/// and Pingora's insertions, each replacing a header of its name where it stood, else
-/// appended. An informational head is written as it came (headers grouped).
+/// A header of the client's head, in the order Pingora's header map holds them.
+#[derive(Clone, Copy)]
+enum Entry<'a> {
+    /// A name the upstream sent (all its values).
+    Upstream(&'a [u8]),
+    /// A header Pingora or the pipeline set (name as written).
+    Set(&'static [u8], &'a [u8]),
+}
+
+impl Entry<'_> {
+    fn is(&self, name: &[u8]) -> bool {
+        match self {
+            Entry::Upstream(n) => n.eq_ignore_ascii_case(name),
+            Entry::Set(n, _) => n.eq_ignore_ascii_case(name),
+        }
+    }
+}
+
+/// A header value as Pingora stores it (RFC 9112 §5.2, RFC 9110 §5.5): each obs-fold
+/// (a line break and the blanks around it) one space, any other CR, LF or NUL a space.
+fn field_value(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let stray = |b: &u8| if matches!(b, b'\r' | b'\0') { b' ' } else { *b };
+    if !raw.iter().any(|b| matches!(b, b'\r' | b'\n' | b'\0')) {
+        return raw.into();
+    }
+    let mut lines = raw.split(|b| *b == b'\n');
+    let first = lines.next().unwrap_or_default();
+    if first.len() == raw.len() {
+        return raw.iter().map(stray).collect::<Vec<u8>>().into();
+    }
+    let mut out: Vec<u8> = first.trim_ascii_end().iter().map(stray).collect();
+    for line in lines.map(<[u8]>::trim_ascii).filter(|l| !l.is_empty()) {
+        if !out.is_empty() {
+            out.push(b' ');
+        }
+        out.extend(line.iter().map(stray));
+    }
+    out.into()
+}
+
+/// Removes the entry named `name`, as `http::HeaderMap` does: the last takes its place.
+fn remove(entries: &mut [Entry], n: &mut usize, name: &[u8]) {
+    if let Some(i) = entries[..*n].iter().position(|e| e.is(name)) {
+        entries[i] = entries[*n - 1];
+        *n -= 1;
+    }
+}
+
+/// Inserts `e`, replacing the entry of its name where it stands, else appended.
+fn set<'a>(entries: &mut [Entry<'a>], n: &mut usize, e: Entry<'a>) {
+    let Entry::Set(name, _) = e else { return };
+    match entries[..*n].iter().position(|x| x.is(name)) {
+        Some(i) => entries[i] = e,
+        None => {
+            entries[*n] = e;
+            *n += 1;
+        }
+    }
+}
+
+/// Writes the client's head for the upstream head `raw` (complete, as [`parse`] found it),
+/// with Pingora's map operations in its order: `Content-Length` removed beside
+/// `Transfer-Encoding` (the last entry takes its place), then each insertion replacing
+/// the entry of its name where it stood, else appended. The status line is as sent
+/// (HTTP/1.1 when the body is re-chunked). An informational head is written as it came
+/// (headers grouped).
 pub fn client_head(out: &mut Vec<u8>, raw: &[u8], answer: &Answer, added: &Added) {
     let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut storage);
-    if !matches!(resp.parse(raw), Ok(httparse::Status::Complete(_))) {
+    let Ok(Some((resp, _))) = parse_head(raw, &mut storage) else {
         return;
-    }
+    };
     let rechunk = answer.framing == Framing::Close;
     out.extend_from_slice(if resp.version == Some(1) || rechunk {
         b"HTTP/1.1 "
     } else {
         b"HTTP/1.0 "
     });
-    // httparse reads three digits.
+    // Three digits, as `parse` checked.
     out.extend_from_slice(&[
         b'0' + (answer.status / 100 % 10) as u8,
         b'0' + (answer.status / 10 % 10) as u8,
@@ -148,49 +268,54 @@ pub fn client_head(out: &mut Vec<u8>, raw: &[u8], answer: &Answer, added: &Added
     out.push(b' ');
     out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let mut pairs: [(&[u8], &[u8]); MAX_HEADERS] = [(&[], &[]); MAX_HEADERS];
-    let n = resp.headers.len();
-    for (p, h) in pairs.iter_mut().zip(resp.headers.iter()) {
-        *p = (h.name.as_bytes(), h.value);
-    }
-    if answer.informational {
-        write_grouped(out, &pairs[..n]);
-        out.extend_from_slice(b"\r\n");
-        return;
-    }
-    let connection: &[u8] = if added.keep_alive {
-        b"keep-alive"
-    } else {
-        b"close"
-    };
-    // In the order Pingora inserts them.
-    let mut inserts: [(&[u8], &[u8], bool); 4] = [
-        (b"x-envoy-upstream-service-time", added.service_time, true),
-        (b"Transfer-Encoding", b"chunked", rechunk),
-        (b"Date", added.date, true),
-        (b"Connection", connection, true),
-    ];
-    for (i, (name, _)) in pairs[..n].iter().enumerate() {
-        if pairs[..i].iter().any(|(p, _)| p.eq_ignore_ascii_case(name)) {
-            continue;
-        }
-        if let Some(ins) = inserts
-            .iter_mut()
-            .find(|(k, _, on)| *on && k.eq_ignore_ascii_case(name))
+    let headers = &*resp.headers;
+    let mut entries = [Entry::Upstream(&[]); MAX_HEADERS + 4];
+    let mut n = 0;
+    for (i, h) in headers.iter().enumerate() {
+        let name = h.name.as_bytes();
+        if !headers[..i]
+            .iter()
+            .any(|p| p.name.as_bytes().eq_ignore_ascii_case(name))
         {
-            header_line(out, ins.0, ins.1);
-            ins.2 = false;
-            continue;
+            entries[n] = Entry::Upstream(name);
+            n += 1;
         }
-        for (k, v) in &pairs[i..n] {
-            if k.eq_ignore_ascii_case(name) {
-                header_line(out, k, v);
+    }
+    if !answer.informational {
+        let te = entries[..n].iter().any(|e| e.is(b"transfer-encoding"));
+        if te {
+            remove(&mut entries, &mut n, b"content-length");
+        }
+        // Pingora says keep-alive even when the body runs to the connection's end (and
+        // then closes it).
+        let connection: &[u8] = if added.keep_alive {
+            b"keep-alive"
+        } else {
+            b"close"
+        };
+        // The pipeline's, then the proxy's, then the HTTP/1 session's.
+        let inserts: [(&'static [u8], &[u8], bool); 4] = [
+            (b"x-envoy-upstream-service-time", added.service_time, true),
+            (b"Transfer-Encoding", b"chunked", rechunk),
+            (b"Date", added.date, true),
+            (b"Connection", connection, true),
+        ];
+        for (name, value, on) in inserts {
+            if on {
+                set(&mut entries, &mut n, Entry::Set(name, value));
             }
         }
     }
-    for (k, v, on) in inserts {
-        if on {
-            header_line(out, k, v);
+    for e in &entries[..n] {
+        match *e {
+            Entry::Set(k, v) => header_line(out, k, v),
+            Entry::Upstream(name) => {
+                for h in headers {
+                    if h.name.as_bytes().eq_ignore_ascii_case(name) {
+                        header_line(out, h.name.as_bytes(), &field_value(h.value));
+                    }
+                }
+            }
         }
     }
     out.extend_from_slice(b"\r\n");
@@ -223,13 +348,19 @@ enum State {
 pub struct Dechunker {
     state: State,
     size: u64,
+    /// Trailer bytes read (Pingora's limit applies).
+    trailers: usize,
 }
+
+/// The most trailer bytes taken (Pingora's HTTP/1 limit).
+const MAX_TRAILERS: usize = 64 * 1024;
 
 impl Default for Dechunker {
     fn default() -> Self {
         Dechunker {
             state: State::Size { digits: 0 },
             size: 0,
+            trailers: 0,
         }
     }
 }
@@ -245,7 +376,7 @@ impl Dechunker {
                 State::Done => return Ok(i),
                 State::Size { digits } => {
                     if let Some(d) = (b as char).to_digit(16) {
-                        if digits >= 15 {
+                        if digits >= 16 {
                             return Err(Malformed);
                         }
                         self.size = self.size * 16 + u64::from(d);
@@ -308,6 +439,10 @@ impl Dechunker {
                     };
                 }
                 State::Trailer => {
+                    self.trailers += 1;
+                    if self.trailers > MAX_TRAILERS {
+                        return Err(Malformed);
+                    }
                     if b == b'\r' {
                         self.state = State::TrailerLf { blank: false };
                     }
@@ -352,7 +487,7 @@ mod tests {
     use super::*;
 
     fn answer(raw: &str, head: bool) -> Answer {
-        parse(raw.as_bytes(), head).unwrap().unwrap()
+        parse(raw.as_bytes(), head, false).unwrap().unwrap()
     }
 
     #[test]
@@ -392,17 +527,44 @@ mod tests {
             false,
         );
         assert_eq!(a.grpc, Some(14));
-        assert!(parse(b"HTTP/1.1 200 OK\r\nContent-Le", false)
+        assert!(parse(b"HTTP/1.1 200 OK\r\nContent-Le", false, false)
             .unwrap()
             .is_none());
+        // Pingora's Content-Length rules: equal values collapse, TE wins.
+        let a = answer(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\n",
+            false,
+        );
+        assert_eq!(a.framing, Framing::Length(5));
+        let a = answer(
+            "HTTP/1.1 200 OK\r\nContent-Length: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        );
+        assert_eq!(a.framing, Framing::Chunked);
+        let a = answer(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n",
+            false,
+        );
+        assert_eq!((a.framing, a.reusable), (Framing::CloseRaw, false));
+        let a = answer(
+            "HTTP/1.1 200 OK\r\nX-Sp : v\r\nContent-Length: 0\r\n\r\n",
+            false,
+        );
+        assert!(a.reusable);
+        let a = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false, true)
+            .unwrap()
+            .unwrap();
+        assert!(!a.reusable, "the request said Connection: close");
         for bad in [
             "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             "HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            "HTTP/1.1 099 Low\r\n\r\n",
             "NOT HTTP\r\n\r\n",
         ] {
             assert_eq!(
-                parse(bad.as_bytes(), false).unwrap_err(),
+                parse(bad.as_bytes(), false, false).unwrap_err(),
                 Malformed,
                 "{bad}"
             );
@@ -440,6 +602,15 @@ mod tests {
             client("HTTP/1.1 100 Continue\r\nA: b\r\n\r\n", true),
             "HTTP/1.1 100 Continue\r\nA: b\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn folded_and_stray_line_breaks_become_spaces() {
+        assert_eq!(&*field_value(b"plain"), b"plain");
+        assert_eq!(&*field_value(b"a\r\n  b"), b"a b");
+        assert_eq!(&*field_value(b"obs\r\n fold\r\n\t line"), b"obs fold line");
+        assert_eq!(&*field_value(b"a\rb\0c"), b"a b c");
+        assert_eq!(&*field_value(b"a \r\n\r\n b"), b"a b");
     }
 
     #[test]
