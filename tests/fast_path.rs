@@ -552,3 +552,32 @@ fn a_client_gone_before_the_answer_is_counted_as_such() {
         assert_eq!(served_fast(&side), u64::from(fast));
     }
 }
+
+/// Bytes a client sends while its answer is awaited (the start of a pipelined request)
+/// are kept for later and do not extend the wait: the route's 0.2 s timeout still
+/// answers 504 in time.
+#[test]
+fn client_bytes_during_the_wait_do_not_extend_the_timeout() {
+    let fast = side("fast_path_dribble", true);
+    let mut s = TcpStream::connect(fast.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let started = std::time::Instant::now();
+    s.write_all(&req("/slow", "")).unwrap();
+    let mut got = Vec::new();
+    while started.elapsed() < Duration::from_secs(2) && !got.ends_with(b"upstream request timeout")
+    {
+        let _ = s.write_all(b"G");
+        let mut chunk = [0u8; 4096];
+        if let Ok(n) = s.read(&mut chunk) {
+            got.extend_from_slice(&chunk[..n]);
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 504 "), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_millis(550),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(served_fast(&fast), 1);
+}

@@ -38,15 +38,12 @@ impl std::fmt::Debug for IdlePool {
 /// nor sent anything since its last answer. Asked of the socket itself (a non-blocking
 /// peek), not of the runtime's readiness, which may not have seen the close yet.
 fn quiet(stream: &TcpStream) -> bool {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    // SAFETY: a second handle on the descriptor `stream` owns, never dropped (so never
-    // closed) and used only for the peek while `stream` is borrowed.
-    let peek = std::mem::ManuallyDrop::new(unsafe {
-        std::net::TcpStream::from_raw_fd(stream.as_raw_fd())
-    });
-    let mut probe = [0u8; 1];
+    let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
     // The socket is non-blocking (tokio's): no data and no close is `WouldBlock`.
-    matches!(peek.peek(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    matches!(
+        socket2::SockRef::from(stream).peek(&mut probe),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+    )
 }
 
 impl IdlePool {
@@ -59,7 +56,8 @@ impl IdlePool {
                 // Connections idle too long, of any endpoint, go first.
                 idle.retain(|c| now.saturating_duration_since(c.since) < idle_timeout);
                 let i = idle.iter().rposition(|c| c.endpoint == endpoint)?;
-                idle.swap_remove(i)
+                // Order kept (oldest first), so `put` finds the expired at the front.
+                idle.remove(i)
             };
             if quiet(&found.stream) {
                 return Some(found.stream);

@@ -86,8 +86,10 @@ enum Try {
     /// A final answer's head, in `buf` (with whatever body bytes followed it).
     Answered(TcpStream, Answer),
     Failed(Failed, Outcome),
-    /// The client went away while 1xx answers were relayed.
-    ClientGone,
+    /// The request could not be written within `streamIdleTimeout`.
+    WriteTimedOut,
+    /// The client went away (or stopped reading a 1xx answer).
+    ClientGone(ClientFailed),
 }
 
 /// The request's state across tries.
@@ -117,15 +119,44 @@ async fn read_more(
     }
 }
 
-/// Writes `bytes` to the client and flushes, within `wait`; `false`: the client is gone
-/// (or stalled).
-async fn to_client(down: &mut Stream, bytes: &[u8], wait: Duration) -> bool {
-    tokio::time::timeout(wait, async {
+/// Why bytes did not reach the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientFailed {
+    /// It closed or reset the connection (Envoy's DC).
+    Gone,
+    /// It did not take them within `streamIdleTimeout` (SI).
+    Stalled,
+}
+
+impl ClientFailed {
+    /// The flag the full pipeline records for it.
+    fn flag(self) -> ResponseFlags {
+        match self {
+            ClientFailed::Gone => ResponseFlags::DC,
+            ClientFailed::Stalled => ResponseFlags::SI,
+        }
+    }
+}
+
+/// Writes `bytes` to the client and flushes, within `wait`.
+async fn to_client(down: &mut Stream, bytes: &[u8], wait: Duration) -> Result<(), ClientFailed> {
+    let written = tokio::time::timeout(wait, async {
         down.write_all(bytes).await?;
         down.flush().await
     })
-    .await
-    .is_ok_and(|r| r.is_ok())
+    .await;
+    match written {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(ClientFailed::Gone),
+        Err(_) => Err(ClientFailed::Stalled),
+    }
+}
+
+/// `wait` from now, or as far as the clock goes.
+fn deadline(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
 }
 
 /// Counts the request in Istio's metrics (the fast path runs only without an access log).
@@ -200,50 +231,61 @@ impl Tries<'_> {
         let plan = self.plan;
         let head = self.head(close_upstream);
         let sent = tokio::time::timeout(plan.stream_idle, up.write_all(&head)).await;
-        if !matches!(sent, Ok(Ok(()))) {
-            return Try::Failed(Failed::Reset, Outcome::Reset);
+        match sent {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Try::Failed(Failed::Reset, Outcome::Reset),
+            Err(_) => return Try::WriteTimedOut,
         }
         self.buf.clear();
-        let wait = tokio::time::sleep(read);
+        // Each read of the upstream may wait `read` (Pingora's read timeout is per read):
+        // the deadline moves only when upstream bytes come.
+        let wait = tokio::time::sleep_until(deadline(read));
         tokio::pin!(wait);
+        let mut fresh = true;
         loop {
-            match response::parse(&self.buf, plan.head_request, close_upstream) {
-                Err(_) => return Try::Failed(Failed::Reset, Outcome::Reset),
-                Ok(Some(a)) if a.informational => {
-                    let mut out = Vec::with_capacity(a.len);
-                    let added = Added {
-                        service_time: b"",
-                        date: b"",
-                        keep_alive: true,
-                    };
-                    response::client_head(&mut out, &self.buf[..a.len], &a, &added);
-                    if !to_client(down, &out, plan.stream_idle).await {
-                        return Try::ClientGone;
+            if fresh {
+                fresh = false;
+                match response::parse(&self.buf, plan.head_request, close_upstream) {
+                    Err(_) => return Try::Failed(Failed::Reset, Outcome::Reset),
+                    Ok(Some(a)) if a.informational => {
+                        let mut out = Vec::with_capacity(a.len);
+                        let added = Added {
+                            service_time: b"",
+                            date: b"",
+                            keep_alive: true,
+                        };
+                        response::client_head(&mut out, &self.buf[..a.len], &a, &added);
+                        if let Err(f) = to_client(down, &out, plan.stream_idle).await {
+                            return Try::ClientGone(f);
+                        }
+                        self.buf.drain(..a.len);
+                        wait.as_mut().reset(deadline(read));
+                        fresh = true;
+                        continue;
                     }
-                    self.buf.drain(..a.len);
-                    continue;
+                    Ok(Some(a)) => return Try::Answered(up, a),
+                    Ok(None) if self.buf.len() > MAX_ANSWER_HEAD => {
+                        return Try::Failed(Failed::Reset, Outcome::Reset)
+                    }
+                    Ok(None) => {}
                 }
-                Ok(Some(a)) => return Try::Answered(up, a),
-                Ok(None) if self.buf.len() > MAX_ANSWER_HEAD => {
-                    return Try::Failed(Failed::Reset, Outcome::Reset)
+                if self.buf.capacity() - self.buf.len() < 1024 {
+                    self.buf.reserve(4096);
                 }
-                Ok(None) => {}
             }
-            if self.buf.capacity() - self.buf.len() < 1024 {
-                self.buf.reserve(4096);
-            }
-            // Each read may wait `read` (Pingora's read timeout is per read).
-            wait.as_mut().reset(tokio::time::Instant::now() + read);
             let watch = pending.len() < plan.pending_limit;
             tokio::select! {
                 biased;
                 r = up.read_buf(&mut self.buf) => match r {
                     Ok(0) | Err(_) => return Try::Failed(Failed::Reset, Outcome::Reset),
-                    Ok(_) => {}
+                    Ok(_) => {
+                        wait.as_mut().reset(deadline(read));
+                        fresh = true;
+                    }
                 },
                 () = &mut wait => return Try::Failed(Failed::Timeout, Outcome::TimedOut),
                 c = down.read_buf(pending), if watch => match c {
-                    Ok(0) | Err(_) => return Try::ClientGone,
+                    Ok(0) | Err(_) => return Try::ClientGone(ClientFailed::Gone),
                     Ok(_) => {}
                 },
             }
@@ -289,8 +331,8 @@ pub(super) async fn run(
                 head_request: plan.head_request,
             };
             h1_reply(&mut out, &reply, date().as_bytes(), plan.keep_alive);
-            if !to_client(down, &out, plan.stream_idle).await {
-                report(&plan, 0, flags | ResponseFlags::DC, 0);
+            if let Err(f) = to_client(down, &out, plan.stream_idle).await {
+                report(&plan, 0, flags | f.flag(), 0);
                 return Served::Close;
             }
             report(&plan, 503, flags, reply.body_sent());
@@ -348,9 +390,21 @@ pub(super) async fn run(
             Err(()) => (Try::Failed(Failed::Connect, Outcome::ConnectFailed), false),
         };
         match result {
-            Try::ClientGone => {
-                report(&plan, 0, t.flags | ResponseFlags::DC, 0);
+            Try::ClientGone(f) => {
+                report(&plan, 0, t.flags | f.flag(), 0);
                 return Served::Close;
+            }
+            Try::WriteTimedOut if idle_bounded => {
+                // The request could not be sent within `streamIdleTimeout`: SI, as a
+                // read (no retry, not counted against the endpoint).
+                t.flags.insert(ResponseFlags::SI);
+                break Err(Failed::Timeout);
+            }
+            Try::WriteTimedOut => {
+                t.record(&ep, Attempt::Reset);
+                if !t.again(Outcome::Reset) {
+                    break Err(Failed::Reset);
+                }
             }
             Try::Failed(Failed::Timeout, _) if idle_bounded => {
                 // `streamIdleTimeout`: the stream is over, as in Envoy (no retry).
@@ -397,10 +451,9 @@ pub(super) async fn run(
             };
             h1_reply(&mut out, &reply, date().as_bytes(), plan.keep_alive);
             // As the full pipeline, the connection is not reused after such an answer.
-            if to_client(down, &out, plan.stream_idle).await {
-                report(&plan, status, t.flags, reply.body_sent());
-            } else {
-                report(&plan, 0, t.flags | ResponseFlags::DC, 0);
+            match to_client(down, &out, plan.stream_idle).await {
+                Ok(()) => report(&plan, status, t.flags, reply.body_sent()),
+                Err(f) => report(&plan, 0, t.flags | f.flag(), 0),
             }
             return Served::Close;
         }
@@ -427,23 +480,29 @@ pub(super) async fn run(
             _ => 0,
         },
         chunks: Dechunker::default(),
+        staged: 0,
         sent: 0,
     };
     let mut buf = std::mem::take(&mut t.buf);
     let mut done = relay.feed(&buf[answer.len..], &mut out, &mut reusable);
     loop {
         let Ok(complete) = done else {
-            // Not HTTP: the upstream's fault, after the answer started.
-            t.flags.insert(ResponseFlags::UR);
+            // Not HTTP: the upstream's fault, after the answer started (a reset).
             t.record(&ep, Attempt::Reset);
-            let _ = to_client(down, &out, plan.stream_idle).await;
+            t.again(Outcome::Reset);
+            if to_client(down, &out, plan.stream_idle).await.is_ok() {
+                relay.sent += relay.staged;
+            }
             report(&plan, status, t.flags, relay.sent);
             return Served::Close;
         };
-        if !out.is_empty() && !to_client(down, &out, plan.stream_idle).await {
-            report(&plan, status, t.flags | ResponseFlags::DC, relay.sent);
-            return Served::Close;
+        if !out.is_empty() {
+            if let Err(f) = to_client(down, &out, plan.stream_idle).await {
+                report(&plan, status, t.flags | f.flag(), relay.sent);
+                return Served::Close;
+            }
         }
+        relay.sent += std::mem::take(&mut relay.staged);
         out.clear();
         if complete {
             break;
@@ -499,7 +558,9 @@ struct Relay {
     /// Bytes still to come of a body of known length.
     left: u64,
     chunks: Dechunker,
-    /// Body bytes relayed (Istio's response size).
+    /// Body bytes fed, not yet written to the client.
+    staged: u64,
+    /// Body bytes the client took (Istio's response size).
     sent: u64,
 }
 
@@ -519,7 +580,7 @@ impl Relay {
                     .min(usize::try_from(self.left).unwrap_or(usize::MAX));
                 out.extend_from_slice(&input[..k]);
                 self.left -= k as u64;
-                self.sent += k as u64;
+                self.staged += k as u64;
                 *reusable &= k == input.len();
                 Ok(self.left == 0)
             }
@@ -530,7 +591,7 @@ impl Relay {
                     .feed(input, |d| data.extend_from_slice(d))
                     .map_err(|_| ())?;
                 response::write_chunk(out, &data);
-                self.sent += data.len() as u64;
+                self.staged += data.len() as u64;
                 if self.chunks.done() {
                     out.extend_from_slice(response::LAST_CHUNK);
                     *reusable &= used == input.len();
@@ -539,12 +600,12 @@ impl Relay {
             }
             Framing::Close => {
                 response::write_chunk(out, input);
-                self.sent += input.len() as u64;
+                self.staged += input.len() as u64;
                 Ok(false)
             }
             Framing::CloseRaw => {
                 out.extend_from_slice(input);
-                self.sent += input.len() as u64;
+                self.staged += input.len() as u64;
                 Ok(false)
             }
         }

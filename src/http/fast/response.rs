@@ -327,6 +327,8 @@ enum State {
     Size {
         digits: u8,
     },
+    /// After the size: blanks, before an extension or the line's end.
+    Blank,
     /// After the size: an extension, up to the line's end.
     Extension,
     SizeLf,
@@ -350,7 +352,12 @@ pub struct Dechunker {
     size: u64,
     /// Trailer bytes read (Pingora's limit applies).
     trailers: usize,
+    /// Bytes of the current chunk-size line.
+    line: usize,
 }
+
+/// The longest chunk-size line taken (Pingora's `PARTIAL_CHUNK_HEAD_LIMIT`).
+const MAX_SIZE_LINE: usize = 8 * 1024;
 
 /// The most trailer bytes taken (Pingora's HTTP/1 limit).
 const MAX_TRAILERS: usize = 64 * 1024;
@@ -361,6 +368,7 @@ impl Default for Dechunker {
             state: State::Size { digits: 0 },
             size: 0,
             trailers: 0,
+            line: 0,
         }
     }
 }
@@ -375,23 +383,41 @@ impl Dechunker {
             match self.state {
                 State::Done => return Ok(i),
                 State::Size { digits } => {
+                    self.line += 1;
                     if let Some(d) = (b as char).to_digit(16) {
                         if digits >= 16 {
                             return Err(Malformed);
                         }
                         self.size = self.size * 16 + u64::from(d);
                         self.state = State::Size { digits: digits + 1 };
-                    } else if digits == 0 {
-                        return Err(Malformed);
-                    } else if b == b'\r' {
-                        self.state = State::SizeLf;
-                    } else if b == b';' || b == b' ' || b == b'\t' {
-                        self.state = State::Extension;
                     } else {
-                        return Err(Malformed);
+                        // httparse's chunk-size grammar: an empty size is 0.
+                        self.state = match b {
+                            b'\r' => State::SizeLf,
+                            b';' => State::Extension,
+                            b' ' | b'\t' => State::Blank,
+                            _ => return Err(Malformed),
+                        };
                     }
                 }
+                State::Blank => {
+                    self.line += 1;
+                    if self.line > MAX_SIZE_LINE {
+                        return Err(Malformed);
+                    }
+                    self.state = match b {
+                        b'\r' => State::SizeLf,
+                        b';' => State::Extension,
+                        b' ' | b'\t' => State::Blank,
+                        _ => return Err(Malformed),
+                    };
+                }
                 State::Extension => {
+                    // Pingora's limit on a chunk's size line.
+                    self.line += 1;
+                    if self.line > MAX_SIZE_LINE {
+                        return Err(Malformed);
+                    }
                     if b == b'\r' {
                         self.state = State::SizeLf;
                     }
@@ -429,6 +455,7 @@ impl Dechunker {
                         return Err(Malformed);
                     }
                     self.size = 0;
+                    self.line = 0;
                     self.state = State::Size { digits: 0 };
                 }
                 State::TrailerStart => {
@@ -632,6 +659,22 @@ mod tests {
         }
         let mut d = Dechunker::default();
         assert!(d.feed(b"zz\r\n", |_| {}).is_err());
+        let mut d = Dechunker::default();
+        assert!(
+            d.feed(b"5 junk\r\n", |_| {}).is_err(),
+            "only ; or blanks after a size"
+        );
+        let mut d = Dechunker::default();
+        let mut got = Vec::new();
+        d.feed(b"3 \t;x=1\r\nabc\r\n\r\n\r\n", |b| got.extend_from_slice(b))
+            .unwrap();
+        assert!(
+            d.done() && got == b"abc",
+            "blanks, an extension, an empty last size"
+        );
+        let mut d = Dechunker::default();
+        let endless = [b"1;".as_slice(), &[b'x'; 9000]].concat();
+        assert!(d.feed(&endless, |_| {}).is_err(), "a size line without end");
         let mut d = Dechunker::default();
         assert!(d.feed(b"1\r\nab\r\n", |_| {}).is_err());
         let mut out = Vec::new();
