@@ -211,8 +211,7 @@ pub fn upstream_head(
     out.push(b' ');
     out.extend_from_slice(head.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let mut entries = [Entry::Client(&[]); MAX_HEADERS + 4];
-    let mut n = 0;
+    let mut entries = Vec::with_capacity(head.headers.len() + 4);
     for (i, h) in head.headers.iter().enumerate() {
         let name = h.name.as_bytes();
         if head.headers[..i]
@@ -221,8 +220,7 @@ pub fn upstream_head(
         {
             continue;
         }
-        entries[n] = Entry::Client(name);
-        n += 1;
+        entries.push(Entry::Client(name));
     }
     let ip = peer_ip.map(str::as_bytes);
     for e in [
@@ -234,21 +232,19 @@ pub fn upstream_head(
     .into_iter()
     .flatten()
     {
-        entries[n] = e;
-        n += 1;
+        entries.push(e);
     }
     if head.hop_by_hop {
         for hop in HOP_BY_HOP {
-            let found = entries[..n]
+            let found = entries
                 .iter()
                 .position(|e| matches!(e, Entry::Client(k) if k.eq_ignore_ascii_case(hop)));
             if let Some(i) = found {
-                entries[i] = entries[n - 1];
-                n -= 1;
+                entries.swap_remove(i);
             }
         }
     }
-    for e in &entries[..n] {
+    for e in &entries {
         match *e {
             Entry::Gateway(k, v) => header_line(&mut out, k, v),
             Entry::Client(name) => {

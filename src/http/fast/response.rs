@@ -53,15 +53,36 @@ fn parser() -> httparse::ParserConfig {
     p
 }
 
-/// Parses a complete head; `None` while incomplete.
-fn parse_head<'h, 'b>(
-    buf: &'b [u8],
-    storage: &'h mut [httparse::Header<'b>],
-) -> Result<Option<(httparse::Response<'h, 'b>, usize)>, Malformed> {
-    let mut resp = httparse::Response::new(storage);
-    match parser().parse_response(&mut resp, buf) {
-        Ok(httparse::Status::Complete(n)) => Ok(Some((resp, n))),
-        Ok(httparse::Status::Partial) => Ok(None),
+/// Headers parsed on the first attempt: most answers have a few, and the full
+/// [`MAX_HEADERS`] is 8 KiB of stack to clear.
+const FEW_HEADERS: usize = 32;
+
+/// Parses the head at the start of `buf` and hands it to `f` (`None` while incomplete),
+/// with room for [`FEW_HEADERS`] first and [`MAX_HEADERS`] when there are more.
+fn with_head<R>(
+    buf: &[u8],
+    f: impl FnOnce(Option<(&httparse::Response<'_, '_>, usize)>) -> R,
+) -> Result<R, Malformed> {
+    fn parse<'h, 'b>(
+        buf: &'b [u8],
+        storage: &'h mut [httparse::Header<'b>],
+    ) -> Result<(httparse::Response<'h, 'b>, Option<usize>), httparse::Error> {
+        let mut resp = httparse::Response::new(storage);
+        match parser().parse_response(&mut resp, buf)? {
+            httparse::Status::Complete(n) => Ok((resp, Some(n))),
+            httparse::Status::Partial => Ok((resp, None)),
+        }
+    }
+    let mut few = [httparse::EMPTY_HEADER; FEW_HEADERS];
+    match parse(buf, &mut few) {
+        Ok((resp, n)) => Ok(f(n.map(|n| (&resp, n)))),
+        Err(httparse::Error::TooManyHeaders) => {
+            let mut all = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            match parse(buf, &mut all) {
+                Ok((resp, n)) => Ok(f(n.map(|n| (&resp, n)))),
+                Err(_) => Err(Malformed),
+            }
+        }
         Err(_) => Err(Malformed),
     }
 }
@@ -107,10 +128,19 @@ pub fn parse(
     head_request: bool,
     close_sent: bool,
 ) -> Result<Option<Answer>, Malformed> {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let Some((resp, len)) = parse_head(buf, &mut storage)? else {
-        return Ok(None);
-    };
+    with_head(buf, |head| match head {
+        None => Ok(None),
+        Some((resp, len)) => answer(resp, len, head_request, close_sent).map(Some),
+    })?
+}
+
+/// The [`Answer`] a complete head gives.
+fn answer(
+    resp: &httparse::Response<'_, '_>,
+    len: usize,
+    head_request: bool,
+    close_sent: bool,
+) -> Result<Answer, Malformed> {
     let status = resp.code.ok_or(Malformed)?;
     if !(100..=999).contains(&status) || status == 101 {
         // Not a status `http` takes, or an upgrade nothing asked for.
@@ -162,14 +192,14 @@ pub fn parse(
     } else {
         Framing::Close
     };
-    Ok(Some(Answer {
+    Ok(Answer {
         status,
         informational,
         framing,
         reusable: keep_alive && !matches!(framing, Framing::Close | Framing::CloseRaw),
         grpc,
         len,
-    }))
+    })
 }
 
 /// What the client's head gets besides the upstream's headers.
@@ -223,22 +253,18 @@ fn field_value(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 }
 
 /// Removes the entry named `name`, as `http::HeaderMap` does: the last takes its place.
-fn remove(entries: &mut [Entry], n: &mut usize, name: &[u8]) {
-    if let Some(i) = entries[..*n].iter().position(|e| e.is(name)) {
-        entries[i] = entries[*n - 1];
-        *n -= 1;
+fn remove(entries: &mut Vec<Entry>, name: &[u8]) {
+    if let Some(i) = entries.iter().position(|e| e.is(name)) {
+        entries.swap_remove(i);
     }
 }
 
 /// Inserts `e`, replacing the entry of its name where it stands, else appended.
-fn set<'a>(entries: &mut [Entry<'a>], n: &mut usize, e: Entry<'a>) {
+fn set<'a>(entries: &mut Vec<Entry<'a>>, e: Entry<'a>) {
     let Entry::Set(name, _) = e else { return };
-    match entries[..*n].iter().position(|x| x.is(name)) {
+    match entries.iter().position(|x| x.is(name)) {
         Some(i) => entries[i] = e,
-        None => {
-            entries[*n] = e;
-            *n += 1;
-        }
+        None => entries.push(e),
     }
 }
 
@@ -249,10 +275,19 @@ fn set<'a>(entries: &mut [Entry<'a>], n: &mut usize, e: Entry<'a>) {
 /// (HTTP/1.1 when the body is re-chunked). An informational head is written as it came
 /// (headers grouped).
 pub fn client_head(out: &mut Vec<u8>, raw: &[u8], answer: &Answer, added: &Added) {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let Ok(Some((resp, _))) = parse_head(raw, &mut storage) else {
-        return;
-    };
+    let _ = with_head(raw, |head| {
+        if let Some((resp, _)) = head {
+            write_client_head(out, resp, answer, added);
+        }
+    });
+}
+
+fn write_client_head(
+    out: &mut Vec<u8>,
+    resp: &httparse::Response<'_, '_>,
+    answer: &Answer,
+    added: &Added,
+) {
     let rechunk = answer.framing == Framing::Close;
     out.extend_from_slice(if resp.version == Some(1) || rechunk {
         b"HTTP/1.1 "
@@ -269,22 +304,19 @@ pub fn client_head(out: &mut Vec<u8>, raw: &[u8], answer: &Answer, added: &Added
     out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     let headers = &*resp.headers;
-    let mut entries = [Entry::Upstream(&[]); MAX_HEADERS + 4];
-    let mut n = 0;
+    let mut entries = Vec::with_capacity(headers.len() + 4);
     for (i, h) in headers.iter().enumerate() {
         let name = h.name.as_bytes();
         if !headers[..i]
             .iter()
             .any(|p| p.name.as_bytes().eq_ignore_ascii_case(name))
         {
-            entries[n] = Entry::Upstream(name);
-            n += 1;
+            entries.push(Entry::Upstream(name));
         }
     }
     if !answer.informational {
-        let te = entries[..n].iter().any(|e| e.is(b"transfer-encoding"));
-        if te {
-            remove(&mut entries, &mut n, b"content-length");
+        if entries.iter().any(|e| e.is(b"transfer-encoding")) {
+            remove(&mut entries, b"content-length");
         }
         // Pingora says keep-alive even when the body runs to the connection's end (and
         // then closes it).
@@ -302,11 +334,11 @@ pub fn client_head(out: &mut Vec<u8>, raw: &[u8], answer: &Answer, added: &Added
         ];
         for (name, value, on) in inserts {
             if on {
-                set(&mut entries, &mut n, Entry::Set(name, value));
+                set(&mut entries, Entry::Set(name, value));
             }
         }
     }
-    for e in &entries[..n] {
+    for e in &entries {
         match *e {
             Entry::Set(k, v) => header_line(out, k, v),
             Entry::Upstream(name) => {
