@@ -271,23 +271,26 @@ pub fn request(
     raw(addr, &bytes).unwrap_or_else(|| panic!("no response to {method} {host}{path}"))
 }
 
-/// A free TCP port on 127.0.0.1, never one handed out before in this test process: the
-/// kernel may give a port just released to the next `bind(0)`, and tests run in parallel
-/// threads (a gateway listener once landed on another test's admin port that way).
+/// A free TCP port on 127.0.0.1, never one handed out before in this test process, and
+/// below the kernel's ephemeral range (32768 and up), where `bind(0)` never lands: a
+/// port handed out here and not yet bound by the gateway cannot be taken meanwhile by a
+/// test upstream bound to port 0 (an admin port once went to a test's silent upstream
+/// that way). Each process starts at its own offset, so test binaries run side by side
+/// rarely try the same ports.
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if !given.contains(&port) {
-            given.push(port);
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: std::sync::Mutex<Option<u32>> = std::sync::Mutex::new(None);
+    let mut next = NEXT.lock().unwrap_or_else(|p| p.into_inner());
+    let n = next.get_or_insert_with(|| std::process::id().wrapping_mul(7919) % SPAN);
+    for _ in 0..SPAN {
+        let port = (LOW + *n % SPAN) as u16;
+        *n = n.wrapping_add(1);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
+    panic!("no free port between {LOW} and {}", LOW + SPAN);
 }
 
 /// A running `meshgate run`; killed when dropped.
