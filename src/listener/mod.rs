@@ -107,6 +107,23 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
         app
     }
 
+    /// How an HTTP connection hears of a drain.
+    fn drain<'a>(&'a self, shutdown: &'a ShutdownWatch) -> http1::Drain<'a> {
+        http1::Drain {
+            watch: shutdown,
+            idle: &self.idle,
+        }
+    }
+
+    /// What serves an HTTP connection's requests besides Pingora's proxy.
+    fn helpers<'a>(&'a self, tls: Option<&'a TlsConnection>) -> http1::Helpers<'a> {
+        http1::Helpers {
+            fast: self.fast.as_ref(),
+            telemetry: &self.telemetry,
+            tls,
+        }
+    }
+
     /// Gives listeners not seen before their state; those seen keep theirs (their
     /// counts carry on across a reload).
     pub fn track(&self, listeners: impl IntoIterator<Item = SocketAddr>) {
@@ -287,15 +304,8 @@ impl<H: HttpServerApp + Send + Sync + 'static> ListenerApp<H> {
                             Box::new(tls_stream),
                             &settings,
                             accepted,
-                            http1::Drain {
-                                watch: shutdown,
-                                idle: &self.idle,
-                            },
-                            http1::Helpers {
-                                fast: self.fast.as_ref(),
-                                telemetry: &self.telemetry,
-                                tls: Some(&info),
-                            },
+                            self.drain(shutdown),
+                            self.helpers(Some(&info)),
                             false,
                         )
                         .await;
@@ -375,15 +385,8 @@ impl<H: HttpServerApp + Send + Sync + 'static> ServerApp for ListenerApp<H> {
                     stream,
                     &settings,
                     accepted,
-                    http1::Drain {
-                        watch: shutdown,
-                        idle: &self.idle,
-                    },
-                    http1::Helpers {
-                        fast: self.fast.as_ref(),
-                        telemetry: &self.telemetry,
-                        tls: None,
-                    },
+                    self.drain(shutdown),
+                    self.helpers(None),
                     connect_proxy,
                 )
                 .await;

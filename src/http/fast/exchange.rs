@@ -38,7 +38,8 @@ const BODY_READ: usize = 32 * 1024;
 
 /// What a request taken by the fast path needs for its tries.
 pub(super) struct Plan {
-    /// The upstream request head without the per-try headers and blank line.
+    /// The upstream request head without the per-try headers and blank line (room
+    /// reserved for them: they are appended in place on each try).
     pub head: Vec<u8>,
     pub head_request: bool,
     pub route: Arc<Route>,
@@ -100,6 +101,9 @@ struct Tries<'a> {
     retry_slot: Option<RetrySlot>,
     /// Answer bytes read from the upstream.
     buf: Vec<u8>,
+    /// The upstream request head: the plan's, then each try's headers after `head_base`.
+    head: Vec<u8>,
+    head_base: usize,
 }
 
 /// Reads more upstream bytes into `buf` within `wait`: `Ok(0)` at the end of the stream.
@@ -203,17 +207,15 @@ impl Tries<'_> {
 
     /// The request head with this try's headers: `Connection: close` on a connection's
     /// last request, then `x-envoy-attempt-count`.
-    fn head(&self, close_upstream: bool) -> Vec<u8> {
-        let plan = self.plan;
-        let mut head = Vec::with_capacity(plan.head.len() + 64);
-        head.extend_from_slice(&plan.head);
+    fn set_try_headers(&mut self, close_upstream: bool) {
+        let head = &mut self.head;
+        head.truncate(self.head_base);
         if close_upstream {
             head.extend_from_slice(b"connection: close\r\n");
         }
         head.extend_from_slice(b"x-envoy-attempt-count: ");
         head.extend_from_slice(number_value(u64::from(self.retry.attempts)).as_bytes());
         head.extend_from_slice(b"\r\n\r\n");
-        head
     }
 
     /// One try on `up`: the request sent, 1xx answers relayed, the final answer's head
@@ -229,8 +231,8 @@ impl Tries<'_> {
         read: Duration,
     ) -> Try {
         let plan = self.plan;
-        let head = self.head(close_upstream);
-        let sent = tokio::time::timeout(plan.stream_idle, up.write_all(&head)).await;
+        self.set_try_headers(close_upstream);
+        let sent = tokio::time::timeout(plan.stream_idle, up.write_all(&self.head)).await;
         match sent {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Try::Failed(Failed::Reset, Outcome::Reset),
@@ -298,19 +300,22 @@ pub(super) async fn run(
     fast: &FastPath,
     down: &mut Stream,
     pending: &mut BytesMut,
-    plan: Plan,
+    mut plan: Plan,
 ) -> Served {
     let cluster = &*plan.cluster;
     let policy = &cluster.spec.policy;
     let retry_policy = &plan.route.policy.retry;
+    let head = std::mem::take(&mut plan.head);
     let mut t = Tries {
+        head_base: head.len(),
+        head,
         plan: &plan,
         retry: RetryState::new(plan.started.into_std(), plan.route.policy.timeout),
         flags: ResponseFlags::default(),
         retry_slot: None,
         buf: Vec::new(),
     };
-    let date = pingora::protocols::http::date::get_cached_date;
+    use pingora::protocols::http::date::get_cached_date as date;
     let next = if plan.keep_alive {
         Served::KeepAlive
     } else {

@@ -206,7 +206,8 @@ pub fn upstream_head(
     peer_ip: Option<&str>,
     request_id: &[u8],
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(head.len + 192);
+    // Room for the gateway's headers and each try's (`x-envoy-attempt-count`, ...).
+    let mut out = Vec::with_capacity(head.len + 256);
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(head.target.as_bytes());

@@ -424,12 +424,7 @@ impl Dechunker {
                         self.state = State::Size { digits: digits + 1 };
                     } else {
                         // httparse's chunk-size grammar: an empty size is 0.
-                        self.state = match b {
-                            b'\r' => State::SizeLf,
-                            b';' => State::Extension,
-                            b' ' | b'\t' => State::Blank,
-                            _ => return Err(Malformed),
-                        };
+                        self.state = after_size(b)?;
                     }
                 }
                 State::Blank => {
@@ -437,12 +432,7 @@ impl Dechunker {
                     if self.line > MAX_SIZE_LINE {
                         return Err(Malformed);
                     }
-                    self.state = match b {
-                        b'\r' => State::SizeLf,
-                        b';' => State::Extension,
-                        b' ' | b'\t' => State::Blank,
-                        _ => return Err(Malformed),
-                    };
+                    self.state = after_size(b)?;
                 }
                 State::Extension => {
                     // Pingora's limit on a chunk's size line.
@@ -525,6 +515,17 @@ impl Dechunker {
     /// The body, last chunk and trailers included, has been read.
     pub fn done(&self) -> bool {
         self.state == State::Done
+    }
+}
+
+/// The state after a chunk size's last digit (or a blank after it): httparse's grammar
+/// allows only blanks, then an extension or the line's end.
+fn after_size(b: u8) -> Result<State, Malformed> {
+    match b {
+        b'\r' => Ok(State::SizeLf),
+        b';' => Ok(State::Extension),
+        b' ' | b'\t' => Ok(State::Blank),
+        _ => Err(Malformed),
     }
 }
 
